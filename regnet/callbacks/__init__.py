@@ -1,0 +1,1 @@
+"""Lightning callbacks regnet adds to every run (``conf/callbacks/``)."""

@@ -1,0 +1,68 @@
+"""LeNet as used by Hoffman, Roberts & Yaida 2019 ("Robust Learning with Jacobian Regularization") and the
+seed-000 study: 61,706 parameters on 28×28 MNIST.
+
+    x (N, 1, 28, 28)
+    conv 1→6 5×5 pad 2 → act → maxpool 2      (N, 6, 14, 14)
+    conv 6→16 5×5      → act → maxpool 2      (N, 16, 5, 5)
+    flatten → fc 400→120 → act → dropout → fc 120→84 → act → dropout → fc 84→10
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from regnet.models.common import activation, check_dropout, check_fits, conv_out
+from regnet.regularizers.svb import orthogonal_init_
+
+INITS = ("glorot", "orthogonal", "default")
+
+
+class LeNet(nn.Module):
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_classes: int = 10,
+        image_size: int = 28,
+        activation: str = "tanh",
+        dropout: float = 0.5,
+        init: str = "glorot",
+    ):
+        super().__init__()
+        act = _act_factory(activation)
+        p = check_dropout(dropout)
+        side = conv_out(conv_out(image_size, 5, padding=2) // 2, 5) // 2  # 28 → 28 → 14 → 10 → 5
+        check_fits("lenet", image_size, side)
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, 6, 5, padding=2), act(), nn.MaxPool2d(2),
+            nn.Conv2d(6, 16, 5), act(), nn.MaxPool2d(2),
+            nn.Flatten(),
+        )  # fmt: skip
+        self.classifier = nn.Sequential(
+            nn.Linear(16 * side * side, 120), act(), nn.Dropout(p),
+            nn.Linear(120, 84), act(), nn.Dropout(p),
+            nn.Linear(84, num_classes),
+        )  # fmt: skip
+        init_weights_(self, init)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(self.features(x))
+
+
+def _act_factory(name: str):
+    activation(name)  # validates
+    return lambda: activation(name)
+
+
+def init_weights_(model: nn.Module, init: str) -> None:
+    """glorot: xavier-uniform weights, zero biases (Glorot & Bengio 2010); orthogonal: as SVB starts from;
+    default: PyTorch's own."""
+    if init not in INITS:
+        raise ValueError(f"init={init!r} is unknown: use one of {list(INITS)}")
+    if init == "orthogonal":
+        orthogonal_init_(model)
+    elif init == "glorot":
+        for m in model.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.xavier_uniform_(m.weight)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)

@@ -1,0 +1,116 @@
+"""The one LightningModule: a model, its loss, any number of regularizers, optimizer and schedule.
+
+Read top to bottom: ``training_step`` is the whole training path.
+Metrics are torchmetrics objects accumulated on the device and logged per epoch, so no step syncs the
+host with the device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import partial
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy
+
+from regnet.losses import get_loss
+from regnet.regularizers.base import Regularizer
+
+STAGES = ("train", "val", "test")
+
+
+class RegNetModule(L.LightningModule):
+    def __init__(
+        self,
+        model: nn.Module,
+        num_classes: int,
+        regularizers: Sequence[Regularizer] = (),
+        optimizer: Callable[..., torch.optim.Optimizer] = partial(torch.optim.SGD, lr=0.1, momentum=0.9),
+        scheduler: Callable | None = None,
+        scheduler_interval: str = "step",
+        loss: str = "cross_entropy",
+    ):
+        super().__init__()
+        if scheduler_interval not in ("step", "epoch"):
+            raise ValueError(f"sched.interval={scheduler_interval!r} is invalid: use step or epoch")
+        self.model = model
+        self.num_classes = num_classes
+        self.regularizers = list(regularizers)
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.scheduler_interval = scheduler_interval
+        self.loss_name = loss
+        self.loss_fn = get_loss(loss)
+        self.needs_input_grad = any(r.needs_input_grad for r in self.regularizers)
+        self.metrics = nn.ModuleDict({f"{stage}_metrics": self._metrics(stage) for stage in STAGES})
+
+    def _metrics(self, stage: str) -> MetricCollection:
+        metrics = {"acc": MulticlassAccuracy(self.num_classes, top_k=1, average="micro")}
+        if self.num_classes > 5:
+            metrics["acc_top5"] = MulticlassAccuracy(self.num_classes, top_k=5, average="micro")
+        return MetricCollection(metrics, prefix=f"{stage}/")
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x)
+
+    # --- training -------------------------------------------------------------------------------------
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        x, y = batch  # x: (N, C, H, W) normalised float, y: (N,) int64
+        for reg in self.regularizers:
+            x = reg.perturb_inputs(x)
+        if self.needs_input_grad:
+            x = x.detach().requires_grad_(True)
+        logits = self._train_forward(x)  # (N, num_classes)
+        loss = self.loss_fn(logits, y)
+        self.log("train/data_loss", loss, on_step=False, on_epoch=True)
+        for reg in self.regularizers:
+            penalty = reg.penalty(self.model, x, logits, y)
+            if penalty is not None:
+                self.log(f"train/{reg.name}", penalty, on_step=False, on_epoch=True)
+                loss = loss + penalty
+        self.log("train/loss", loss, on_step=False, on_epoch=True)
+        self._update_metrics("train", logits.detach(), y)
+        return loss
+
+    def _train_forward(self, x: Tensor) -> Tensor:
+        for reg in self.regularizers:
+            out = reg.forward(self.model, x)
+            if out is not None:
+                return out
+        return self.model(x)
+
+    # --- evaluation -----------------------------------------------------------------------------------
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._eval_step("val", batch)
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._eval_step("test", batch)
+
+    def _eval_step(self, stage: str, batch: tuple[Tensor, Tensor]) -> Tensor:
+        x, y = batch
+        logits = self.model(x)
+        self.log(f"{stage}/loss", self.loss_fn(logits, y), on_step=False, on_epoch=True, batch_size=len(y))
+        self._update_metrics(stage, logits, y)
+        return logits
+
+    def _update_metrics(self, stage: str, logits: Tensor, y: Tensor) -> None:
+        metrics = self.metrics[f"{stage}_metrics"]
+        metrics.update(logits, y)
+        self.log_dict(metrics, on_step=False, on_epoch=True)
+
+    # --- optimisation ---------------------------------------------------------------------------------
+    def configure_optimizers(self):
+        weight_decay = sum(r.weight_decay for r in self.regularizers)
+        kwargs = {"weight_decay": weight_decay} if weight_decay else {}
+        optimizer = self.optimizer_factory(self.model.parameters(), **kwargs)
+        if self.scheduler_factory is None:
+            return optimizer
+        if self.scheduler_interval == "step":
+            total = int(self.trainer.estimated_stepping_batches)
+        else:
+            total = int(self.trainer.max_epochs)
+        scheduler = self.scheduler_factory(optimizer, total_steps=total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval}}

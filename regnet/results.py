@@ -1,0 +1,58 @@
+"""``results.json``: one per run, the record analysis reads. Written atomically (temp file + rename).
+
+Schema (README, "Outputs"): model, data, reg (list), variant, seed, max_epochs, global_step, test_acc,
+test_loss, val_acc, wall_time_s, train_images_per_s, status, regnet_version, git_commit, plus everything
+else training measured under ``metrics``, and the resolved config under ``config``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+RESULTS = "results.json"
+
+
+def write_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` so readers see the old file or the new one, never a partial one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_results(run_dir: str | os.PathLike, results: dict[str, Any]) -> Path:
+    path = Path(run_dir) / RESULTS
+    write_atomic(path, json.dumps(results, indent=2, sort_keys=False, default=str) + "\n")
+    return path
+
+
+def read_results(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    path = Path(run_dir) / RESULTS
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text())
+
+
+def git_commit() -> str | None:
+    """The commit of the regnet checkout, if regnet runs from one."""
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5, check=True
+        )
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None

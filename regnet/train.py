@@ -1,0 +1,127 @@
+"""Train one run: ``python -m regnet.train [group=choice ...] [key=value ...]``; sweeps with ``-m``.
+
+    python -m regnet.train                                   # LeNet on MNIST, no regularization
+    python -m regnet.train model=resnet18 reg=svb -m seed=0,1,2,3,4
+    python -m regnet.train experiment=hoffman2019_mnist -m variant=no_reg,l2,jacobi seed=0,1
+
+A run's directory depends only on its overrides (``outputs/<task_name>/<overrides>/``), so running the
+same command again skips completed runs (``force=true`` retrains) and resumes interrupted ones from
+``checkpoints/last.ckpt``. It ends with ``results.json`` (see ``regnet/results.py``).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+import regnet
+from regnet.callbacks.throughput import Throughput
+from regnet.module import RegNetModule
+from regnet.results import git_commit, read_results, write_results
+
+
+def build(cfg: DictConfig) -> tuple[RegNetModule, L.LightningDataModule, list[L.Callback]]:
+    """Model, regularizers, module and data from a composed config (no Trainer, no output files)."""
+    datamodule = instantiate(cfg.data)
+    model = instantiate(cfg.model)
+    regularizers = [instantiate(r) for r in (cfg.reg or {}).values()]
+    for reg in regularizers:
+        reg.setup(model)
+    module = RegNetModule(
+        model,
+        num_classes=cfg.data.num_classes,
+        regularizers=regularizers,
+        optimizer=instantiate(cfg.optim),
+        scheduler=instantiate(cfg.sched.scheduler) if cfg.sched.scheduler is not None else None,
+        scheduler_interval=cfg.sched.interval,
+        loss=cfg.loss,
+    )
+    callbacks = [cb for r in regularizers for cb in r.callbacks()]
+    return module, datamodule, callbacks
+
+
+def reg_names(cfg: DictConfig) -> list[str]:
+    return list((cfg.reg or {}).keys())
+
+
+def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Train, test and write ``results.json`` into ``run_dir``; returns the results."""
+    done = read_results(run_dir)
+    if done and done.get("status") == "completed" and not cfg.force:
+        print(f"[regnet] {run_dir} is already completed (results.json); skipping. Use force=true to retrain.")
+        return done
+
+    L.seed_everything(cfg.seed, workers=True)
+    module, datamodule, reg_callbacks = build(cfg)
+    callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values()] + reg_callbacks
+    loggers = [instantiate(lg) for lg in (cfg.logger or {}).values()]
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
+                                     default_root_dir=str(run_dir))
+
+    ckpt_path = cfg.ckpt_path
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if ckpt_path is None and last.is_file() and not cfg.force:
+        ckpt_path = str(last)
+        print(f"[regnet] resuming from {last}")
+
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}  # last epoch's train/val
+    for d in trainer.test(module, datamodule=datamodule, verbose=False):
+        metrics.update({k: float(v) for k, v in d.items()})
+    wall = time.perf_counter() - start
+
+    throughput = next((c for c in callbacks if isinstance(c, Throughput)), None)
+    results = {
+        "status": "completed",
+        "model": HydraConfig.get().runtime.choices.get("model") if HydraConfig.initialized() else None,
+        "data": datamodule.name,
+        "reg": reg_names(cfg),
+        "variant": cfg.variant or "+".join(reg_names(cfg)) or "none",
+        "seed": cfg.seed,
+        "max_epochs": cfg.trainer.max_epochs,
+        "epochs": trainer.current_epoch,
+        "global_step": trainer.global_step,
+        "test_acc": metrics.get("test/acc"),
+        "test_loss": metrics.get("test/loss"),
+        "val_acc": metrics.get("val/acc"),
+        "wall_time_s": wall,
+        "train_images_per_s": throughput.images_per_s if throughput else None,
+        "device": str(module.device) + (f" ({torch.cuda.get_device_name(module.device)})" if module.device.type == "cuda" else ""),
+        "regnet_version": regnet.__version__,
+        "git_commit": git_commit(),
+        "torch_version": torch.__version__,
+        "metrics": metrics,
+        "normalization": datamodule.pixel_stats,
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+    if trainer.is_global_zero:
+        write_results(run_dir, results)
+    return results
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    results = train(cfg, run_dir)
+    return results.get("test_acc")
+
+
+def _flags_first(argv: list[str]) -> list[str]:
+    """Let ``-m``/``--multirun`` stand anywhere on the command line, as users write it."""
+    flags = [a for a in argv if a in ("-m", "--multirun")]
+    return flags + [a for a in argv if a not in ("-m", "--multirun")]
+
+
+if __name__ == "__main__":
+    sys.argv[1:] = _flags_first(sys.argv[1:])
+    main()

@@ -1,0 +1,50 @@
+"""Shared fixtures: a data root holding every dataset in its real on-disk format, tiny; config composition."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+import regnet  # noqa: F401  (registers the config resolvers)
+from tests.datasets import write_cifar_dataset, write_idx_dataset
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+REPO = CONF.parent
+
+
+@pytest.fixture(scope="session")
+def data_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    write_idx_dataset(root, "MNIST")
+    write_idx_dataset(root, "FashionMNIST")
+    write_cifar_dataset(root, classes=10)
+    write_cifar_dataset(root, classes=100)
+    return root
+
+
+def compose_cfg(overrides: list[str] | None = None, return_hydra_config: bool = False):
+    """Compose ``conf/train.yaml`` exactly as ``python -m regnet.train`` would."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("train", overrides=overrides or [], return_hydra_config=return_hydra_config)
+
+
+TINY = [
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=3",
+    "trainer.limit_test_batches=1",
+    "trainer.accelerator=cpu",
+    "data.batch_size=16",
+    "data.eval_batch_size=64",
+]
+
+
+def tiny(*overrides: str, data: str | None = None) -> list[str]:
+    """Overrides for a run of a few steps on the tiny datasets (checksums off for hand-made CIFAR files)."""
+    extra = [f"data={data}"] if data else []
+    if data and data.startswith("cifar"):
+        extra.append("data.verify_checksums=false")
+    return [*extra, *TINY, *overrides]
