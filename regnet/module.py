@@ -86,8 +86,8 @@ class RegNetModule(L.LightningModule):
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._eval_step("val", batch)
 
-    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._eval_step("test", batch)
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        return self._eval_step("test", batch)  # logits, for callbacks (e.g. the confusion matrix)
 
     def _eval_step(self, stage: str, batch: tuple[Tensor, Tensor]) -> Tensor:
         x, y = batch
