@@ -80,8 +80,9 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     module, datamodule, reg_callbacks = build(cfg)
     callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values()] + reg_callbacks
     loggers = [instantiate(lg) for lg in (cfg.logger or {}).values()]
+    no_val = {"limit_val_batches": 0} if not getattr(datamodule, "val_fraction", 0) else {}
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
-                                     default_root_dir=str(run_dir))
+                                     default_root_dir=str(run_dir), **no_val)
 
     ckpt_path = cfg.ckpt_path
     last = run_dir / "checkpoints" / "last.ckpt"

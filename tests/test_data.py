@@ -18,7 +18,7 @@ from regnet.data.mnist import MNIST
 from regnet.models.lenet import LeNet
 from regnet.module import RegNetModule
 from tests.conftest import compose_cfg, tiny
-from tests.datasets import write_idx_dataset
+from regnet.data.synthetic import write_idx_dataset
 
 SIZES = {"mnist": (1, 28, 10), "fashion_mnist": (1, 28, 10), "cifar10": (3, 32, 10), "cifar100": (3, 32, 100)}
 
