@@ -21,7 +21,7 @@ import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 import regnet
 from regnet.callbacks.throughput import Throughput
@@ -53,8 +53,24 @@ def reg_names(cfg: DictConfig) -> list[str]:
     return list((cfg.reg or {}).keys())
 
 
-def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+def model_name(cfg: DictConfig) -> str:
+    """``regnet.models.lenet.LeNet`` → ``lenet``: the model file's name, as chosen with ``model=``."""
+    return cfg.model._target_.rsplit(".", 2)[-2]
+
+
+def bind_run_dir(cfg: DictConfig, run_dir: Path) -> None:
+    """Outside a Hydra job (tests, notebooks composing with ``return_hydra_config=True``), point
+    ``${hydra:runtime.output_dir}`` at ``run_dir`` so the logger and checkpoints land there."""
+    if "hydra" in cfg:
+        with open_dict(cfg):
+            cfg.hydra.runtime.output_dir = str(run_dir)
+        HydraConfig.instance().set_config(cfg)
+
+
+def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     """Train, test and write ``results.json`` into ``run_dir``; returns the results."""
+    run_dir = Path(run_dir)
+    bind_run_dir(cfg, run_dir)
     done = read_results(run_dir)
     if done and done.get("status") == "completed" and not cfg.force:
         print(f"[regnet] {run_dir} is already completed (results.json); skipping. Use force=true to retrain.")
@@ -64,8 +80,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     module, datamodule, reg_callbacks = build(cfg)
     callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values()] + reg_callbacks
     loggers = [instantiate(lg) for lg in (cfg.logger or {}).values()]
+    no_val = {"limit_val_batches": 0} if not getattr(datamodule, "val_fraction", 0) else {}
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
-                                     default_root_dir=str(run_dir))
+                                     default_root_dir=str(run_dir), **no_val)
 
     ckpt_path = cfg.ckpt_path
     last = run_dir / "checkpoints" / "last.ckpt"
@@ -83,7 +100,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     throughput = next((c for c in callbacks if isinstance(c, Throughput)), None)
     results = {
         "status": "completed",
-        "model": HydraConfig.get().runtime.choices.get("model") if HydraConfig.initialized() else None,
+        "model": model_name(cfg),
         "data": datamodule.name,
         "reg": reg_names(cfg),
         "variant": cfg.variant or "+".join(reg_names(cfg)) or "none",
@@ -102,7 +119,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "torch_version": torch.__version__,
         "metrics": metrics,
         "normalization": datamodule.pixel_stats,
-        "config": OmegaConf.to_container(cfg, resolve=True),
+        "config": {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k != "hydra"},
     }
     if trainer.is_global_zero:
         write_results(run_dir, results)

@@ -9,7 +9,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 import regnet  # noqa: F401  (registers the config resolvers)
-from tests.datasets import write_cifar_dataset, write_idx_dataset
+from regnet.data.synthetic import write_cifar_dataset, write_idx_dataset
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 REPO = CONF.parent

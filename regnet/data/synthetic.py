@@ -1,6 +1,10 @@
-"""Tiny datasets written in the real on-disk formats torchvision reads (idx for MNIST-like, pickled
-batches for CIFAR), so tests exercise the real DataModules. Images are class-dependent patterns plus
-noise, so a few training steps already beat chance."""
+"""Synthetic datasets written in the real on-disk formats torchvision reads (idx for MNIST-like, pickled
+batches for CIFAR), so tests, benchmarks and smoke runs exercise the real DataModules without a download.
+Images are class-dependent patterns plus noise, so a few training steps already beat chance.
+
+    from regnet.data.synthetic import write_idx_dataset
+    write_idx_dataset("/tmp/data", "MNIST")   # then: python -m regnet.train data.root=/tmp/data
+"""
 
 from __future__ import annotations
 
@@ -28,7 +32,7 @@ def _write_idx(path: Path, array: np.ndarray) -> None:
         f.write(array.astype(np.uint8).tobytes())
 
 
-def write_idx_dataset(root: Path, folder: str = "MNIST", n_train: int = 256, n_test: int = 128) -> Path:
+def write_idx_dataset(root: str | Path, folder: str = "MNIST", n_train: int = 256, n_test: int = 128) -> Path:
     """``<root>/<folder>/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte`` with 28×28 images, 10 classes."""
     raw = Path(root) / folder / "raw"
     raw.mkdir(parents=True, exist_ok=True)
@@ -39,7 +43,7 @@ def write_idx_dataset(root: Path, folder: str = "MNIST", n_train: int = 256, n_t
     return raw
 
 
-def write_cifar_dataset(root: Path, classes: int = 10, n_train: int = 250, n_test: int = 100) -> Path:
+def write_cifar_dataset(root: str | Path, classes: int = 10, n_train: int = 250, n_test: int = 100) -> Path:
     """CIFAR-10 (``cifar-10-batches-py``: 5 data batches, test batch, meta) or CIFAR-100
     (``cifar-100-python``: train, test, meta) pickles with 32×32×3 images."""
     label_key = "labels" if classes == 10 else "fine_labels"
