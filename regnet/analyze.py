@@ -40,6 +40,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--attack-list", nargs="+", default=["fgsm", "pgd", "noise"], choices=["fgsm", "pgd", "noise"])
     p.add_argument("--eps", type=float, nargs="+", default=[0.0, 0.05, 0.1, 0.2, 0.3], help="ε (pixel units, [0, 1])")
     p.add_argument("--pgd-steps", type=int, default=10)
+    p.add_argument("--pgd-step-size", type=float, default=None, help="PGD step α in pixel units (default 2.5 ε / steps)")
+    p.add_argument("--pgd-random-start", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--n-test", type=int, default=1000, help="test samples for attacks and diagnostics")
     p.add_argument("--diagnostics", action="store_true", help="per-run confusion matrix, galleries, curves, SVs")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:1 ...")
@@ -102,7 +104,8 @@ def analyze(args: argparse.Namespace) -> Path:
                 if ims:
                     plots.save_figure(plots.plot_planes(ims, name), stage / f"planes_{name}.png")
         if args.attacks:
-            rec = A.robustness_records(sweep, args.attack_list, args.eps, args.n_test, args.device, args.data_root, args.pgd_steps, args.seed)
+            rec = A.robustness_records(sweep, args.attack_list, args.eps, args.n_test, args.device, args.data_root,
+                                       args.pgd_steps, args.seed, args.pgd_step_size, args.pgd_random_start)  # fmt: skip
             write_atomic(stage / "robustness_runs.csv", rec.to_csv(index=False))
             rob = A.robustness_table(rec)
             _csv_md(rob, stage, "robustness")

@@ -78,7 +78,7 @@ def accuracy(model: nn.Module, x: Tensor, y: Tensor) -> float:
 
 def attack_accuracy(
     model: nn.Module, x: Tensor, y: Tensor, attack: str, eps_list: Sequence[float], batch_size: int = 500,
-    seed: int = 0, pgd_steps: int = 10, pgd_step_size: float | None = None,
+    seed: int = 0, pgd_steps: int = 10, pgd_step_size: float | None = None, pgd_random_start: bool = True,
 ) -> list[dict]:
     """Accuracy (fraction) of ``model`` (pixel space) on (x, y) under ``attack`` for each ε."""
     if attack not in ATTACKS:
@@ -96,7 +96,7 @@ def attack_accuracy(
             if attack == "fgsm":
                 xb = fgsm(model, xb, yb, eps)
             elif attack == "pgd":
-                xb = pgd(model, xb, yb, eps, pgd_step_size, pgd_steps, generator=g)
+                xb = pgd(model, xb, yb, eps, pgd_step_size, pgd_steps, pgd_random_start, generator=g)
             else:
                 xb = gaussian_noise(xb, eps, g)
             with torch.no_grad():
@@ -104,6 +104,7 @@ def attack_accuracy(
         rows.append({"attack": attack, "eps": float(eps), "acc": correct / len(x),
                      "steps": pgd_steps if attack == "pgd" else None,
                      "step_size": (pgd_step_size or 2.5 * eps / pgd_steps) if attack == "pgd" else None,
+                     "random_start": pgd_random_start if attack == "pgd" else None,
                      "n_test": len(x)})  # fmt: skip
     return rows
 

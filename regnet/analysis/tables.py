@@ -76,7 +76,7 @@ def tv_table(records: pd.DataFrame, per: str = "run") -> pd.DataFrame:
 def robustness_records(
     sweep: Sweep, attacks: Sequence[str] = ("fgsm", "pgd", "noise"), eps: Sequence[float] = DEFAULT_EPS,
     n_test: int | None = 1000, device: str = "cpu", data_root: str | None = None, pgd_steps: int = 10,
-    seed: int = 0,
+    seed: int = 0, pgd_step_size: float | None = None, pgd_random_start: bool = True,
 ) -> pd.DataFrame:
     """Accuracy (%) under each attack and ε, and the exact mean ‖J‖_F on the same test inputs, per run."""
     rows = []
@@ -87,7 +87,8 @@ def robustness_records(
         x, y = test_inputs(dm, n_test)
         base = {k: getattr(run, k) for k in KEYS + ["seed", "run_dir"]}
         for attack in attacks:
-            for r in attack_accuracy(model, x, y, attack, eps, seed=seed, pgd_steps=pgd_steps):
+            for r in attack_accuracy(model, x, y, attack, eps, seed=seed, pgd_steps=pgd_steps,
+                                     pgd_step_size=pgd_step_size, pgd_random_start=pgd_random_start):
                 rows.append(base | r | {"acc": 100.0 * r["acc"]})
         j = jacobian_norms(module.model, (x - model.mean.cpu()) / model.std.cpu())
         rows.append(base | {"attack": "jacobian_fro", "eps": None, "acc": None, "jacobian_fro": float(j.mean()), "n_test": len(x)})
