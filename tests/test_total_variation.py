@@ -95,3 +95,20 @@ def test_bad_grid(zoom, res, match):
     v = torch.zeros(1, 2, 2)
     with pytest.raises(ValueError, match=match):
         decision_plane(Threshold(v), v, v, v, zoom, res)
+
+
+def test_fast_path_through_the_first_layer_matches_plain_evaluation():
+    from regnet.analysis.boundaries import first_linear_layer
+    from regnet.models.lenet import LeNet
+
+    torch.manual_seed(0)
+    model = LeNet().eval()
+    x0 = torch.randn(1, 28, 28)
+    assert first_linear_layer(model, x0[None]) is model.features[0]
+    v1, v2 = orthonormal_directions(x0.shape, torch.Generator().manual_seed(0))
+    fast = decision_plane(model, x0, v1, v2, 0.05, 24, batch_size=100)
+    plain = decision_plane(model, x0, v1, v2, 0.05, 24, fast=False)
+    assert len(fast.unique()) > 1  # the plane crosses a boundary
+    assert (fast != plain).sum() <= 1  # equal up to float rounding at a boundary
+    assert "forward" not in model.features[0].__dict__  # the model is left as it was
+    assert first_linear_layer(nn.Sequential(nn.Flatten(), nn.Linear(4, 2)), torch.zeros(1, 1, 2, 2)) is None

