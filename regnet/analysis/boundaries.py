@@ -6,7 +6,7 @@ at x0 + a·v1 + b·v2 for a (rows) and b (columns) on ``linspace(−1/zoom, 1/zo
 
 Speed: the grid is evaluated in batches of ``batch_size`` points under ``torch.inference_mode``.
 Measured with ``python benchmarks/decision_planes.py`` (LeNet, 3 zooms × 50 planes × 250², fp32) on a shared
-2-core CPU (2026-11-22): 7.1 s per 250² image on 1 thread, i.e. ~18 min for the table — the 60 s target needs a
+2-core CPU (2026-11-22): 4.9 s per 250² image on 1 thread, i.e. ~12 min for the table — a 60 s budget needs a
 GPU (``device="cuda"``) or fewer planes/points on CPU. See README "Analysis".
 """
 
