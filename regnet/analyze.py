@@ -86,6 +86,9 @@ def analyze(args: argparse.Namespace) -> Path:
     try:
         acc = A.accuracy_table(sweep, args.baseline)
         _csv_md(acc, stage, "accuracy")
+        if sweep.problems:  # listed under the table too, so nobody reads n = 4 as "all five seeds"
+            lines = [f"- `{p['run_dir']}`: {p['status']} {p['reason']}".rstrip() for p in sweep.problems]
+            write_atomic(stage / "accuracy.md", A.to_markdown(acc) + "\nNot included:\n\n" + "\n".join(lines) + "\n")
         print(A.to_markdown(acc))
         problems = sweep.problems_table()
         write_atomic(stage / "problems.csv", problems.to_csv(index=False))

@@ -55,7 +55,8 @@ def test_cli_on_fabricated_sweep_writes_tables_and_lists_problems(tmp_path, caps
     acc = pd.read_csv(tmp_path / "analysis" / "accuracy.csv")
     assert list(acc.columns[:9]) == ["model", "data", "variant", "n", "mean", "ci95", "std", "min", "max"]
     assert set(pd.read_csv(tmp_path / "analysis" / "problems.csv")["status"]) == {"diverged", "failed", "missing", "corrupt"}
-    assert (tmp_path / "analysis" / "accuracy.md").read_text().startswith("| model |")
+    md = (tmp_path / "analysis" / "accuracy.md").read_text()
+    assert md.startswith("| model |") and "svb_0`: failed" in md
 
 
 def test_no_runs_is_a_one_line_error_without_output(tmp_path, capsys):
