@@ -47,7 +47,7 @@ def test_every_study_variant_file_is_tested():
 def test_composes_with_the_studys_numbers(experiment, variant, model):
     cfg = compose_cfg(overrides(experiment, variant, model))
     assert cfg.task_name == experiment
-    assert cfg.variant == variant
+    assert cfg.variant == (variant or "lecun1998")
     if experiment == "lenet5_lecun":
         assert cfg.model._target_.endswith("LeNet5") and cfg.loss == "bce_onehot"
         assert (cfg.data.pad, cfg.data.image_size, list(cfg.data.mean), list(cfg.data.std)) == (2, 32, [0.078], [0.78])
@@ -92,7 +92,7 @@ def test_few_steps(experiment, variant, model, data_root, tmp_path):
         tmp_path,
     )  # fmt: skip
     assert results["status"] == "completed" and results["global_step"] == 3
-    assert results["variant"] == (variant or "none")
+    assert results["variant"] == (variant or "lecun1998")
     assert 0.0 <= results["test_acc"] <= 1.0 and results["test_loss"] > 0
     metrics = pd.read_csv(tmp_path / "metrics.csv")
     test = metrics.dropna(subset=["test/acc"]).iloc[-1]
