@@ -3,6 +3,7 @@ sequence PyTorch's own scheduler produces when stepped the same way."""
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 
@@ -51,7 +52,7 @@ def run(overrides: list[str], run_dir: Path) -> dict:
     cfg = compose_cfg(overrides, return_hydra_config=True)
     with open_dict(cfg):
         cfg.hydra.runtime.output_dir = str(run_dir)
-    HydraConfig.instance().set_config(cfg)
+    HydraConfig.instance().set_config(copy.deepcopy(cfg))  # set_config makes its argument's hydra node read-only
     return train(cfg, run_dir)
 
 
