@@ -7,10 +7,12 @@ host with the device.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Sequence
 from functools import partial
 
 import lightning as L
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
@@ -110,6 +112,14 @@ class RegNetModule(L.LightningModule):
         metrics.update(logits, y)
         self.log_dict(metrics, on_step=False, on_epoch=True)
 
+    # --- checkpoints: RNG states travel with them, so a resumed run draws the same dropout masks ---------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["regnet_rng"] = rng_states()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if "regnet_rng" in checkpoint:
+            set_rng_states(checkpoint["regnet_rng"])
+
     # --- optimisation ---------------------------------------------------------------------------------
     def configure_optimizers(self):
         weight_decay = sum(r.weight_decay for r in self.regularizers)
@@ -123,3 +133,24 @@ class RegNetModule(L.LightningModule):
             total = int(self.trainer.max_epochs)
         scheduler = self.scheduler_factory(optimizer, total_steps=total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval}}
+
+
+def rng_states() -> dict:
+    """torch (CPU and CUDA), numpy and python RNG states as plain types (loadable with weights_only=True)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    version, state, gauss = random.getstate()
+    states = {"torch": torch.get_rng_state(), "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss,
+              cached], "python": [version, list(state), gauss]}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict) -> None:
+    torch.set_rng_state(states["torch"])
+    kind, keys, pos, has_gauss, cached = states["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    version, state, gauss = states["python"]
+    random.setstate((version, tuple(state), gauss))
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])

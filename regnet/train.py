@@ -103,6 +103,17 @@ def preflight(cfg: DictConfig, module: RegNetModule, datamodule) -> None:
         module.model.train(was_training)
 
 
+def readable_checkpoint(path: Path) -> bool:
+    """False (and the file set aside as ``*.corrupt``) if a kill interrupted the checkpoint's write."""
+    try:
+        torch.load(path, map_location="cpu", weights_only=False)
+        return True
+    except Exception as err:  # truncated zip, EOF, unpickling errors
+        path.replace(path.with_suffix(".ckpt.corrupt"))
+        print(f"[regnet] {path} is unreadable ({type(err).__name__}); starting this run from scratch")
+        return False
+
+
 def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     """Train, test and write ``results.json`` into ``run_dir``; returns the results.
 
@@ -128,7 +139,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
 
     ckpt_path = cfg.ckpt_path
     last = run_dir / "checkpoints" / "last.ckpt"
-    if ckpt_path is None and last.is_file() and not cfg.force:
+    if ckpt_path is None and last.is_file() and not cfg.force and readable_checkpoint(last):
         ckpt_path = str(last)
         print(f"[regnet] resuming from {last}")
 

@@ -4,6 +4,12 @@ No DataLoader, no workers, no per-sample Python: the whole split is one uint8 te
 device, an epoch is one device-side ``randperm`` (seeded by (seed, epoch), so a resumed run sees the same
 order), and a batch is one gather. Under DDP each rank takes every ``world_size``-th index of the same
 permutation, truncated so that every rank runs the same number of steps.
+
+It is resumable: after a restart from a mid-epoch checkpoint the same epoch's permutation is rebuilt and
+the batches the trainer had already taken (its restored batch count, ``taken_fn``) are skipped, so every
+sample is seen exactly once. It also speaks Lightning's ``state_dict``/``load_state_dict`` protocol, used
+when no trainer count is given (Lightning skips loading it when the scheduler asked for the number of
+training steps before the restore).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ class TensorBatches:
         shuffle: bool = False,
         seed: int = 0,
         epoch_fn: Callable[[], int] = lambda: 0,
+        taken_fn: Callable[[], int] | None = None,
         rank: int = 0,
         world_size: int = 1,
         drop_last: bool = False,
@@ -35,6 +42,8 @@ class TensorBatches:
         self.images, self.labels = images, labels
         self.batch_size = batch_size
         self.shuffle, self.seed, self.epoch_fn = shuffle, seed, epoch_fn
+        self.taken_fn = taken_fn  # batches the trainer has taken this epoch (for checkpoints)
+        self._resume: dict | None = None
         self.rank, self.world_size = rank, world_size
         self.drop_last = drop_last
 
@@ -57,8 +66,20 @@ class TensorBatches:
             order = order[self.rank :: self.world_size][: self._per_rank()]
         return order
 
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch_fn(), "taken": self.taken_fn() if self.taken_fn else 0}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._resume = dict(state)
+
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         order = self._order()
-        for i in range(len(self)):
+        start = 0
+        if self.taken_fn is not None:  # the trainer's own count: 0 in a fresh epoch, > 0 after a restart
+            start = self.taken_fn()
+        elif self._resume is not None and self._resume.get("epoch") == self.epoch_fn():
+            start = int(self._resume.get("taken", 0))
+        self._resume = None
+        for i in range(start, len(self)):
             idx = order[i * self.batch_size : (i + 1) * self.batch_size]
             yield self.images[idx], self.labels[idx]

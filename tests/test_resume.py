@@ -1,0 +1,82 @@
+"""Never lose a run: a run killed with SIGKILL mid-epoch resumes from checkpoints/last.ckpt when the same
+command is run again, and ends with exactly the metrics of an uninterrupted run (CPU, deterministic)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from regnet.train import train
+from tests.conftest import REPO, compose_cfg, tiny
+
+ARGS = ["trainer.max_epochs=6", "trainer.accelerator=cpu", "data.batch_size=16", "data.eval_batch_size=64",
+        "trainer.limit_test_batches=1", "callbacks.checkpoint_steps.every_n_train_steps=7", "reg=jacobian"]
+
+
+def _cmd(run_dir):
+    return [sys.executable, "-m", "regnet.train", *ARGS, f"hydra.run.dir={run_dir}"]
+
+
+def _env(data_root):
+    return {**os.environ, "REGNET_DATA": str(data_root), "PYTHONPATH": str(REPO)}
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_rerun_gives_identical_results(data_root, tmp_path):
+    reference = tmp_path / "reference"
+    out = subprocess.run(_cmd(reference), cwd=REPO, env=_env(data_root), capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(_cmd(killed), cwd=REPO, env=_env(data_root), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    last = killed / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 240
+    while not last.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    time.sleep(0.3)  # a few more steps: the kill lands somewhere in the middle of training
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert last.exists() and not (killed / "results.json").exists(), "the kill came too late to test resuming"
+
+    out = subprocess.run(_cmd(killed), cwd=REPO, env=_env(data_root), capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "resuming from" in out.stdout + out.stderr
+    want = json.loads((reference / "results.json").read_text())
+    got = json.loads((killed / "results.json").read_text())
+    assert got["global_step"] == want["global_step"] == 6 * 16
+    assert got["test_loss"] == want["test_loss"] and got["test_acc"] == want["test_acc"]
+
+
+def test_same_seed_twice_identical_metrics(data_root, tmp_path):
+    runs = []
+    for name in ("a", "b"):
+        cfg = compose_cfg([f"data.root={data_root}", "reg=jacobian", *tiny()], return_hydra_config=True)
+        runs.append(train(cfg, tmp_path / name))
+    timing = {"train/images_per_s"}
+    a, b = ({k: v for k, v in r["metrics"].items() if k not in timing} for r in runs)
+    assert a == b and "train/jacobian" in a
+    assert runs[0]["config"]["trainer"]["deterministic"] is True
+
+
+def test_completed_run_not_retrained_unless_forced(data_root, tmp_path):
+    cfg = compose_cfg([f"data.root={data_root}", *tiny()], return_hydra_config=True)
+    first = train(cfg, tmp_path)
+    again = train(compose_cfg([f"data.root={data_root}", *tiny()], return_hydra_config=True), tmp_path)
+    assert again == json.loads((tmp_path / "results.json").read_text()) and again["wall_time_s"] == first["wall_time_s"]
+    forced = train(compose_cfg([f"data.root={data_root}", "force=true", *tiny()], return_hydra_config=True), tmp_path)
+    assert forced["wall_time_s"] != first["wall_time_s"]
+
+
+def test_unreadable_checkpoint_is_set_aside(data_root, tmp_path):
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"PK\x03\x04 truncated")
+    cfg = compose_cfg([f"data.root={data_root}", *tiny()], return_hydra_config=True)
+    assert train(cfg, tmp_path)["status"] == "completed"
+    assert (tmp_path / "checkpoints" / "last.ckpt.corrupt").exists()
