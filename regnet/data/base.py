@@ -1,0 +1,166 @@
+"""The DataModule every dataset shares: load a split once as uint8, keep it on the training device, batch
+it there, and normalise (and augment) each batch on that device after transfer.
+
+A dataset file (``mnist.py``, ``cifar100.py``, ...) only says where its files are and how torchvision
+reads them (``load``), plus its constants (classes, channels, size, mean/std from the seed studies).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from regnet.data.batches import TensorBatches
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """Dataset files are missing and could not be downloaded; the message says where and how to fix it."""
+
+
+class CorruptDatasetError(RuntimeError):
+    """Dataset files exist but cannot be read."""
+
+
+class ImageDataModule(L.LightningDataModule):
+    #: set by each dataset
+    name: str = ""
+    num_classes: int = 0
+    in_channels: int = 0
+    image_size: int = 0
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+
+    def __init__(
+        self,
+        root: str = "./data",
+        batch_size: int = 100,
+        eval_batch_size: int = 1000,
+        val_fraction: float = 0.0,
+        val_seed: int = 0,
+        download: bool = True,
+        on_device: bool = True,
+        pad: int = 0,
+        mean: list[float] | None = None,
+        std: list[float] | None = None,
+        seed: int = 0,
+        augment: str = "none",
+        in_channels: int | None = None,
+        num_classes: int | None = None,
+        image_size: int | None = None,
+    ):
+        super().__init__()
+        # the config repeats these so that models can read them (${data.num_classes}); they must agree
+        native = type(self)
+        for key, given, actual in (
+            ("in_channels", in_channels, native.in_channels),
+            ("num_classes", num_classes, native.num_classes),
+            ("image_size", image_size, native.image_size + 2 * pad),
+        ):
+            if given is not None and given != actual:
+                raise ValueError(f"data.{key}={given!r} does not match {native.name}: it is {actual} (pad={pad})")
+        for key, value in (("data.batch_size", batch_size), ("data.eval_batch_size", eval_batch_size)):
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{key}={value!r} is invalid: it must be a positive integer")
+        if not (val_fraction == 0 or 0 < val_fraction < 1):
+            raise ValueError(f"data.val_fraction={val_fraction!r} is invalid: use 0 (no validation) or a value in (0, 1)")
+        if pad < 0:
+            raise ValueError(f"data.pad={pad!r} is invalid: it must be ≥ 0")
+        self.root = Path(os.path.expanduser(str(root)))
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.val_fraction, self.val_seed = float(val_fraction), val_seed
+        self.download, self.on_device, self.pad, self.seed = download, on_device, pad, seed
+        self.mean = tuple(mean) if mean is not None else type(self).mean
+        self.std = tuple(std) if std is not None else type(self).std
+        self.augment = augment
+        self.image_size = native.image_size + 2 * pad
+        self.splits: dict[str, tuple[Tensor, Tensor]] = {}
+
+    # --- what each dataset provides -------------------------------------------------------------------
+    def load(self, train: bool, download: bool) -> tuple[Tensor, Tensor]:
+        """Read one split from ``self.root`` with torchvision: (uint8 (N, C, H, W), int64 (N,))."""
+        raise NotImplementedError
+
+    def locate(self) -> None:
+        """Make the files available under ``self.root`` (download, or copy from a local source)."""
+        self.load(train=False, download=self.download)
+
+    # --- Lightning hooks ------------------------------------------------------------------------------
+    def prepare_data(self) -> None:
+        self.locate()
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        device = self._device()
+        train_x, train_y = self.load(train=True, download=False)
+        test_x, test_y = self.load(train=False, download=False)
+        if self.pad:
+            p = self.pad
+            train_x = torch.nn.functional.pad(train_x, (p, p, p, p))
+            test_x = torch.nn.functional.pad(test_x, (p, p, p, p))
+        if self.val_fraction > 0:
+            g = torch.Generator().manual_seed(self.val_seed)
+            perm = torch.randperm(len(train_y), generator=g)
+            n_val = max(1, round(self.val_fraction * len(train_y)))
+            val_idx, train_idx = perm[:n_val], perm[n_val:]
+            self.splits["val"] = (train_x[val_idx], train_y[val_idx])
+            train_x, train_y = train_x[train_idx], train_y[train_idx]
+        self.splits["train"] = (train_x, train_y)
+        self.splits["test"] = (test_x, test_y)
+        self.splits = {k: (x.to(device).contiguous(), y.to(device)) for k, (x, y) in self.splits.items()}
+        self._mean = torch.tensor(self.mean, device=device).view(1, -1, 1, 1)
+        self._std = torch.tensor(self.std, device=device).view(1, -1, 1, 1)
+
+    def _device(self) -> torch.device:
+        if self.on_device and self.trainer is not None:
+            return self.trainer.strategy.root_device
+        return torch.device("cpu")
+
+    def _batches(self, split: str, train: bool) -> TensorBatches:
+        x, y = self.splits[split]
+        trainer = self.trainer
+        return TensorBatches(
+            x,
+            y,
+            self.batch_size if train else self.eval_batch_size,
+            shuffle=train,
+            seed=self.seed,
+            epoch_fn=(lambda: trainer.current_epoch) if trainer is not None else (lambda: 0),
+            rank=trainer.global_rank if trainer is not None and train else 0,
+            world_size=trainer.world_size if trainer is not None and train else 1,
+        )
+
+    def train_dataloader(self) -> TensorBatches:
+        return self._batches("train", train=True)
+
+    def val_dataloader(self) -> TensorBatches | list:
+        return self._batches("val", train=False) if "val" in self.splits else []
+
+    def test_dataloader(self) -> TensorBatches:
+        return self._batches("test", train=False)
+
+    def normalize(self, images: Tensor) -> Tensor:
+        """uint8 (N, C, H, W) in [0, 255] → float (N, C, H, W), (x/255 − mean)/std."""
+        return (images.float() / 255.0 - self._mean) / self._std
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        images, labels = batch
+        return self.normalize(images), labels
+
+    @property
+    def pixel_stats(self) -> dict:
+        """Normalisation constants, so analysis can map ε in pixel units into the model's input space."""
+        return {"mean": list(self.mean), "std": list(self.std)}
+
+
+def missing(name: str, root: Path, expected: str, hint: str = "") -> DatasetNotFoundError:
+    """One-line error: which dataset, where it was searched, how to fix it."""
+    fix = f"; {hint}" if hint else ""
+    return DatasetNotFoundError(
+        f"{name} not found under {root} (looked for {expected}) and it could not be downloaded: "
+        f"run once with network access, copy the files there, or set data.root=... / $REGNET_DATA{fix}"
+    )
