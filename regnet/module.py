@@ -22,6 +22,13 @@ from regnet.regularizers.base import Regularizer
 STAGES = ("train", "val", "test")
 
 
+class ErrorRate(MulticlassAccuracy):
+    """Top-k error rate, 1 − top-k accuracy, from the same device-side counts (logged per epoch)."""
+
+    def compute(self) -> Tensor:
+        return 1.0 - super().compute()
+
+
 class RegNetModule(L.LightningModule):
     def __init__(
         self,
@@ -48,9 +55,11 @@ class RegNetModule(L.LightningModule):
         self.metrics = nn.ModuleDict({f"{stage}_metrics": self._metrics(stage) for stage in STAGES})
 
     def _metrics(self, stage: str) -> MetricCollection:
-        metrics = {"acc": MulticlassAccuracy(self.num_classes, top_k=1, average="micro")}
+        metrics = {"acc": MulticlassAccuracy(self.num_classes, top_k=1, average="micro"),
+                   "err": ErrorRate(self.num_classes, top_k=1, average="micro")}
         if self.num_classes > 5:
             metrics["acc_top5"] = MulticlassAccuracy(self.num_classes, top_k=5, average="micro")
+            metrics["err_top5"] = ErrorRate(self.num_classes, top_k=5, average="micro")
         return MetricCollection(metrics, prefix=f"{stage}/")
 
     def forward(self, x: Tensor) -> Tensor:

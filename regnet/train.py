@@ -11,8 +11,11 @@ same command again skips completed runs (``force=true`` retrains) and resumes in
 
 from __future__ import annotations
 
+import os
 import sys
 import time
+import traceback
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +24,14 @@ import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 import regnet
+from regnet.callbacks.divergence import DivergenceCheck, Diverged
 from regnet.callbacks.throughput import Throughput
+from regnet.errors import one_line
 from regnet.module import RegNetModule
-from regnet.results import git_commit, read_results, write_results
+from regnet.results import git_commit, read_results, write_atomic, write_results
 
 
 def build(cfg: DictConfig) -> tuple[RegNetModule, L.LightningDataModule, list[L.Callback]]:
@@ -53,8 +58,60 @@ def reg_names(cfg: DictConfig) -> list[str]:
     return list((cfg.reg or {}).keys())
 
 
-def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """Train, test and write ``results.json`` into ``run_dir``; returns the results."""
+def model_name(cfg: DictConfig) -> str:
+    """``regnet.models.lenet.LeNet`` → ``lenet``: the model file's name, as chosen with ``model=``."""
+    return cfg.model._target_.rsplit(".", 2)[-2]
+
+
+def bind_run_dir(cfg: DictConfig, run_dir: Path) -> None:
+    """Outside a Hydra job (tests, notebooks composing with ``return_hydra_config=True``), point
+    ``${hydra:runtime.output_dir}`` at ``run_dir`` so the logger and checkpoints land there."""
+    if "hydra" in cfg:
+        with open_dict(cfg):
+            cfg.hydra.runtime.output_dir = str(run_dir)
+        HydraConfig.instance().set_config(cfg)
+
+
+class TrainingFailed(RuntimeError):
+    """A run failed after training started; its results.json says ``failed``."""
+
+
+def preflight(cfg: DictConfig, module: RegNetModule, datamodule) -> None:
+    """Fail before training, with one line, on anything that would otherwise fail later: missing or
+    corrupt dataset files, a model that does not fit the data, bad optimizer or trainer settings."""
+    epochs, steps = cfg.trainer.max_epochs, cfg.trainer.get("max_steps", -1)
+    if (epochs is None or epochs <= 0) and not (steps and steps > 0):
+        raise ValueError(f"trainer.max_epochs={epochs!r} is invalid: it must be a positive integer "
+                         "(or set trainer.max_steps > 0)")
+    try:
+        module.optimizer_factory(list(module.model.parameters())[:1])
+    except ValueError as err:
+        raise ValueError(f"optim: {err} (check optim.lr and the other optim.* values)") from None
+    datamodule.prepare_data()
+    datamodule.setup("fit")  # on the CPU; fit moves the splits to the training device
+    images, _ = datamodule.splits["test"]
+    was_training = module.model.training
+    module.model.eval()
+    try:
+        with torch.no_grad():
+            module.model(datamodule.normalize(images[:2].cpu()).to(next(module.model.parameters()).device))
+    except RuntimeError as err:
+        shape = "×".join(str(d) for d in images.shape[1:])
+        first = str(err).splitlines()[0]
+        raise ValueError(f"model {model_name(cfg)} does not fit {datamodule.name} inputs ({shape}): {first}") from None
+    finally:
+        module.model.train(was_training)
+
+
+def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
+    """Train, test and write ``results.json`` into ``run_dir``; returns the results.
+
+    Bad input raises before anything is written. Once training has started, a diverged run
+    (NaN/Inf loss) or any other exception is recorded in ``results.json`` (status ``diverged`` /
+    ``failed``, with the error; the traceback in ``error.txt``) and re-raised.
+    """
+    run_dir = Path(run_dir)
+    bind_run_dir(cfg, run_dir)
     done = read_results(run_dir)
     if done and done.get("status") == "completed" and not cfg.force:
         print(f"[regnet] {run_dir} is already completed (results.json); skipping. Use force=true to retrain.")
@@ -62,10 +119,12 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
     L.seed_everything(cfg.seed, workers=True)
     module, datamodule, reg_callbacks = build(cfg)
-    callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values()] + reg_callbacks
+    preflight(cfg, module, datamodule)
+    callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values()] + reg_callbacks + [DivergenceCheck()]
     loggers = [instantiate(lg) for lg in (cfg.logger or {}).values()]
+    no_val = {"limit_val_batches": 0} if not getattr(datamodule, "val_fraction", 0) else {}
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
-                                     default_root_dir=str(run_dir))
+                                     default_root_dir=str(run_dir), **no_val)
 
     ckpt_path = cfg.ckpt_path
     last = run_dir / "checkpoints" / "last.ckpt"
@@ -74,16 +133,33 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         print(f"[regnet] resuming from {last}")
 
     start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}  # last epoch's train/val
-    for d in trainer.test(module, datamodule=datamodule, verbose=False):
-        metrics.update({k: float(v) for k, v in d.items()})
-    wall = time.perf_counter() - start
+    record = partial(_record, cfg, run_dir, trainer, module, datamodule, callbacks, start)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}  # last epoch's train/val
+        for d in trainer.test(module, datamodule=datamodule, verbose=False):
+            metrics.update({k: float(v) for k, v in d.items()})
+    except Diverged as err:
+        record("diverged", {}, error=str(err), diverged_step=err.step)
+        raise
+    except BaseException as err:  # KeyboardInterrupt too: the run directory says what happened
+        message = f"{type(err).__name__}: {err}".splitlines()[0]
+        record("failed", {}, error=message, trace=traceback.format_exc())
+        if isinstance(err, Exception):
+            raise TrainingFailed(f"run failed during training ({message}); see {run_dir / 'error.txt'}") from err
+        raise
+    return record("completed", metrics)
 
+
+def _record(cfg, run_dir, trainer, module, datamodule, callbacks, start, status, metrics, *, error=None,
+            trace=None, diverged_step=None) -> dict[str, Any]:
+    """Assemble and atomically write ``results.json`` (rank 0 only); returns it."""
+    if not metrics:
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     throughput = next((c for c in callbacks if isinstance(c, Throughput)), None)
     results = {
-        "status": "completed",
-        "model": HydraConfig.get().runtime.choices.get("model") if HydraConfig.initialized() else None,
+        "status": status,
+        "model": model_name(cfg),
         "data": datamodule.name,
         "reg": reg_names(cfg),
         "variant": cfg.variant or "+".join(reg_names(cfg)) or "none",
@@ -94,7 +170,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "test_acc": metrics.get("test/acc"),
         "test_loss": metrics.get("test/loss"),
         "val_acc": metrics.get("val/acc"),
-        "wall_time_s": wall,
+        "wall_time_s": time.perf_counter() - start,
         "train_images_per_s": throughput.images_per_s if throughput else None,
         "device": str(module.device) + (f" ({torch.cuda.get_device_name(module.device)})" if module.device.type == "cuda" else ""),
         "regnet_version": regnet.__version__,
@@ -102,9 +178,15 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "torch_version": torch.__version__,
         "metrics": metrics,
         "normalization": datamodule.pixel_stats,
-        "config": OmegaConf.to_container(cfg, resolve=True),
+        "config": {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k != "hydra"},
     }
+    if error is not None:
+        results["error"] = error
+    if diverged_step is not None:
+        results["diverged_step"] = diverged_step
     if trainer.is_global_zero:
+        if trace:
+            write_atomic(run_dir / "error.txt", trace)
         write_results(run_dir, results)
     return results
 
@@ -112,7 +194,15 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    results = train(cfg, run_dir)
+    try:
+        results = train(cfg, run_dir)
+    except (Diverged, TrainingFailed):
+        raise  # recorded in results.json; in a sweep the other jobs go on, the sweep exits non-zero at the end
+    except Exception as err:  # bad input, found before training started: stop now, with one line
+        if os.environ.get("REGNET_FULL_ERROR") == "1":
+            raise
+        print(f"regnet: {one_line(err)}", file=sys.stderr)
+        sys.exit(2)
     return results.get("test_acc")
 
 
@@ -122,6 +212,24 @@ def _flags_first(argv: list[str]) -> list[str]:
     return flags + [a for a in argv if a not in ("-m", "--multirun")]
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """``python -m regnet.train``: errors end in one line on stderr and exit code 2 (1 for a run that
+    failed or diverged during training); HYDRA_FULL_ERROR=1 shows the full traceback."""
     sys.argv[1:] = _flags_first(sys.argv[1:])
-    main()
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        os.environ["REGNET_FULL_ERROR"] = "1"
+        main()
+        return
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # let exceptions reach us instead of Hydra's multi-line report
+    try:
+        main()
+    except (Diverged, TrainingFailed) as err:
+        print(f"regnet: {err}", file=sys.stderr)
+        sys.exit(1)
+    except Exception as err:
+        print(f"regnet: {one_line(err)}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    cli()

@@ -9,7 +9,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 import regnet  # noqa: F401  (registers the config resolvers)
-from tests.datasets import write_cifar_dataset, write_idx_dataset
+from regnet.data.synthetic import write_cifar_dataset, write_idx_dataset
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 REPO = CONF.parent
@@ -48,3 +48,17 @@ def tiny(*overrides: str, data: str | None = None) -> list[str]:
     if data and data.startswith("cifar"):
         extra.append("data.verify_checksums=false")
     return [*extra, *TINY, *overrides]
+
+
+@pytest.fixture(scope="session")
+def tiny_sweep(data_root, tmp_path_factory) -> Path:
+    """A real ``-m`` sweep of 4 tiny LeNet/MNIST runs (reg none|l2 × seed 0|1) for the analysis tests."""
+    import subprocess
+    import sys
+
+    sweep = tmp_path_factory.mktemp("sweep")
+    cmd = [sys.executable, "-m", "regnet.train", "-m", "reg=none,l2", "seed=0,1", f"data.root={data_root}",
+           *tiny(data="mnist"), f"hydra.sweep.dir={sweep}"]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return sweep

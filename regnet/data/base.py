@@ -95,9 +95,11 @@ class ImageDataModule(L.LightningDataModule):
         self.locate()
 
     def setup(self, stage: str | None = None) -> None:
-        if self.splits:
-            return
         device = self._device()
+        if self.splits:  # loaded already (e.g. by a pre-flight check on the CPU): only move
+            self.splits = {k: (x.to(device), y.to(device)) for k, (x, y) in self.splits.items()}
+            self._mean, self._std = self._mean.to(device), self._std.to(device)
+            return
         train_x, train_y = self.load(train=True, download=False)
         test_x, test_y = self.load(train=False, download=False)
         if self.pad:

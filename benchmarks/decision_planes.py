@@ -1,0 +1,70 @@
+"""Time the decision-boundary TV table for one LeNet: zooms × planes × resolution² grid points.
+
+    python benchmarks/decision_planes.py                       # 3 zooms × 50 planes × 250², CPU or GPU
+    python benchmarks/decision_planes.py --planes 5 --threads 2 --json out.json
+
+Prints (and optionally writes) JSON: seconds in total and per plane, points per second, device, settings.
+A random-weight LeNet costs the same as a trained one (the grid evaluation does not depend on the weights).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from regnet.analysis.boundaries import boundary_records  # noqa: E402
+from regnet.models.lenet import LeNet  # noqa: E402
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--planes", type=int, default=50)
+    p.add_argument("--zooms", type=float, nargs="+", default=[0.025, 0.01, 0.001])
+    p.add_argument("--resolution", type=int, default=250)
+    p.add_argument("--batch-size", type=int, default=8192)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--json", type=Path, default=None)
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    model = LeNet().to(args.device).eval()
+    inputs = torch.randn(100, 1, 28, 28)
+    boundary_records(model, inputs, args.zooms[:1], 1, 16, seed=0)  # warm-up
+    if args.device.startswith("cuda"):
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    records, _ = boundary_records(model, inputs, args.zooms, args.planes, args.resolution, 0, args.batch_size)
+    if args.device.startswith("cuda"):
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    n_images = len(records)
+    out = {
+        "benchmark": "decision_planes", "model": "lenet", "zooms": args.zooms, "planes": args.planes,
+        "resolution": args.resolution, "batch_size": args.batch_size, "label_images": n_images,
+        "seconds": round(seconds, 3), "seconds_per_image": round(seconds / n_images, 4),
+        "points_per_s": round(n_images * args.resolution**2 / seconds),
+        "seconds_3x50_extrapolated": round(seconds / n_images * 150, 1),
+        "device": args.device + (f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else ""),
+        "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
+        "machine": platform.machine(),
+    }  # fmt: skip
+    print(json.dumps(out, indent=2))
+    if args.json:
+        from regnet.results import write_atomic
+
+        write_atomic(args.json, json.dumps(out, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,206 @@
+"""Decision boundaries in random 2-D planes through input space (seed 000, Tables 2/3).
+
+A plane through a test input x0 (in the model's normalised input space) is spanned by two orthonormal
+directions v1, v2 (Gram–Schmidt on Gaussian draws, unit L2 norm). The label image holds the predicted class
+at x0 + a·v1 + b·v2 for a (rows) and b (columns) on ``linspace(−1/zoom, 1/zoom, resolution)``.
+
+Speed: the grid is evaluated in batches of ``batch_size`` points under ``torch.inference_mode``.
+Measured with ``python benchmarks/decision_planes.py`` (LeNet, 3 zooms × 50 planes × 250², fp32) on a shared
+2-core CPU (2026-11-22): 4.9 s per 250² image on 1 thread, i.e. ~12 min for the table — a 60 s budget needs a
+GPU (``device="cuda"``) or fewer planes/points on CPU. See README "Analysis".
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import Tensor, nn
+
+from regnet.analysis.total_variation import boundary_length, total_variation
+
+DEFAULT_ZOOMS = (0.025, 0.01, 0.001)
+DEFAULT_RESOLUTION = 250
+DEFAULT_PLANES = 50
+
+
+@dataclass(frozen=True)
+class PlaneParams:
+    """Every parameter a TV number depends on; recorded next to it."""
+
+    zoom: float
+    resolution: int
+    half_width: float  # 1 / zoom: the grid spans [−half_width, half_width]² in input-space units
+    plane_seed: int | None
+    x0_index: int
+    plane: int
+
+
+def check_grid(zoom: float, resolution: int) -> None:
+    if not (isinstance(zoom, (int, float)) and zoom > 0 and math.isfinite(zoom)):
+        raise ValueError(f"zoom={zoom!r} is invalid: it must be a positive number (the grid spans ±1/zoom), e.g. 0.01")
+    if not isinstance(resolution, int) or resolution < 2:
+        raise ValueError(f"resolution={resolution!r} is invalid: it must be an integer ≥ 2 (points per axis), e.g. 250")
+
+
+def orthonormal_directions(shape: Sequence[int], generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    """Two orthonormal directions of ``shape`` (e.g. (C, H, W)): Gram–Schmidt on two Gaussian draws."""
+    g1 = torch.randn(tuple(shape), generator=generator, dtype=torch.float64)
+    g2 = torch.randn(tuple(shape), generator=generator, dtype=torch.float64)
+    v1 = g1 / g1.norm()
+    v2 = g2 - (g2 * v1).sum() * v1
+    v2 = v2 / v2.norm()
+    return v1.float(), v2.float()
+
+
+def grid_axis(zoom: float, resolution: int) -> Tensor:
+    """The a (= b) coordinates of the grid: ``linspace(−1/zoom, 1/zoom, resolution)``."""
+    check_grid(zoom, resolution)
+    return torch.linspace(-1.0 / zoom, 1.0 / zoom, resolution, dtype=torch.float64)
+
+
+def first_linear_layer(model: nn.Module, example: Tensor) -> nn.Module | None:
+    """The Conv2d (zero padding) or Linear that ``model`` applies first, directly to its input, else None.
+
+    Found by running ``example`` (1, C, H, W) with pre-hooks on the leaf modules: the first leaf called must
+    receive the input tensor itself (no preprocessing before it)."""
+    calls: list[tuple[nn.Module, object]] = []
+    leaves = [m for m in model.modules() if next(m.children(), None) is None]
+    handles = [m.register_forward_pre_hook(lambda mod, args: calls.append((mod, args[0] if args else None)))
+               for m in leaves]  # fmt: skip
+    try:
+        with torch.inference_mode():
+            model(example)
+    finally:
+        for h in handles:
+            h.remove()
+    if not calls or calls[0][1] is not example:
+        return None
+    layer = calls[0][0]
+    if isinstance(layer, nn.Linear) or (type(layer) is nn.Conv2d and layer.padding_mode == "zeros"):
+        return layer
+    return None
+
+
+def _linear_part(layer: nn.Module, x: Tensor) -> Tensor:
+    """W·x without the bias: the layer's response to a direction."""
+    if isinstance(layer, nn.Linear):
+        return nn.functional.linear(x, layer.weight)
+    return nn.functional.conv2d(x, layer.weight, None, layer.stride, layer.padding, layer.dilation, layer.groups)
+
+
+@torch.inference_mode()
+def decision_plane(
+    model: nn.Module, x0: Tensor, v1: Tensor, v2: Tensor, zoom: float, resolution: int, batch_size: int = 8192,
+    fast: bool = True,
+) -> Tensor:
+    """Label image (resolution, resolution), int64 on the CPU: entry [i, j] is argmax model(x0 + a_i·v1 + b_j·v2)
+    with a = b = linspace(−1/zoom, 1/zoom, resolution). x0, v1, v2: (C, H, W) in the model's input space.
+
+    ``fast``: when the model's first operation is a Conv2d/Linear L on the raw input, use its linearity,
+    L(x0 + a·v1 + b·v2) = L(x0) + a·W v1 + b·W v2, so the first layer runs 3 times instead of resolution² times
+    (exact up to float rounding; 1.5–2.5× faster for LeNet on CPU). It assumes the raw input feeds only that
+    layer (true for LeNet, SimpleNet, ResNet-18); pass ``fast=False`` for a model that reuses its raw input."""
+    axis = grid_axis(zoom, resolution)
+    device = next((p.device for p in model.parameters()), x0.device)
+    x0, v1, v2 = (t.to(device=device, dtype=torch.float32) for t in (x0, v1, v2))
+    a, b = torch.meshgrid(axis, axis, indexing="ij")  # (R, R) each
+    a, b = a.reshape(-1).to(device, torch.float32), b.reshape(-1).to(device, torch.float32)  # (R²,)
+    first = first_linear_layer(model, x0.unsqueeze(0)) if fast else None
+    if first is not None:  # plane in the first layer's output space: (1, C', H', W') each
+        base, d1, d2 = first(x0.unsqueeze(0)), _linear_part(first, v1.unsqueeze(0)), _linear_part(first, v2.unsqueeze(0))
+    else:
+        base, d1, d2 = x0.unsqueeze(0), v1.unsqueeze(0), v2.unsqueeze(0)
+    basis = torch.cat([base, d1, d2]).flatten(1)  # (3, D): the plane as one small matrix
+    coef = torch.stack([torch.ones_like(a), a, b], 1)  # (R², 3): grid point k = coef[k] @ basis
+    out = torch.empty(a.numel(), dtype=torch.long, device=device)
+    try:
+        for start in range(0, a.numel(), batch_size):
+            sl = slice(start, start + batch_size)
+            points = (coef[sl] @ basis).view(-1, *base.shape[1:])  # (B, ...), one GEMM
+            if first is None:
+                out[sl] = model(points).argmax(-1)
+            else:
+                first.forward = lambda _x, points=points: points  # the first layer's output, precomputed
+                out[sl] = model(x0.expand(len(points), *x0.shape)).argmax(-1)
+    finally:
+        if first is not None and "forward" in first.__dict__:
+            del first.forward
+    return out.view(resolution, resolution).cpu()
+
+
+def distance_to_boundary(labels: Tensor, label0: int, zoom: float) -> float:
+    """Distance in input space from x0 (the plane's centre) to the nearest grid point whose label differs
+    from ``label0`` (x0's own class); ``inf`` if the whole plane has x0's label. v1, v2 are orthonormal, so
+    distances in the plane are distances in input space."""
+    resolution = labels.shape[0]
+    axis = grid_axis(zoom, resolution)
+    a, b = torch.meshgrid(axis, axis, indexing="ij")
+    other = labels != label0
+    if not other.any():
+        return math.inf
+    return float(torch.sqrt(a[other] ** 2 + b[other] ** 2).min())
+
+
+def plane_metrics(labels: Tensor) -> dict[str, float]:
+    """TV of one label image in both kinds and both modes, and the normalised boundary length."""
+    out = {f"tv_{kind[:5]}_{mode}": total_variation(labels, kind, mode)
+           for mode in ("boundary", "labels") for kind in ("isotropic", "anisotropic")}  # fmt: skip
+    out["boundary_length"] = boundary_length(labels)
+    return out
+
+
+def sample_planes(
+    inputs: Tensor, n_planes: int, seed: int | None = 0
+) -> list[tuple[int, Tensor, Tensor]]:
+    """``n_planes`` (x0 index, v1, v2) for test inputs (N, C, H, W); with a seed, every caller with the same
+    inputs gets the same planes, so models are compared on identical planes."""
+    g = torch.Generator()
+    if seed is None:
+        g.seed()
+    else:
+        g.manual_seed(seed)
+    planes = []
+    for _ in range(n_planes):
+        idx = int(torch.randint(len(inputs), (1,), generator=g))
+        v1, v2 = orthonormal_directions(inputs.shape[1:], g)
+        planes.append((idx, v1, v2))
+    return planes
+
+
+def boundary_records(
+    model: nn.Module,
+    inputs: Tensor,
+    zooms: Sequence[float] = DEFAULT_ZOOMS,
+    n_planes: int = DEFAULT_PLANES,
+    resolution: int = DEFAULT_RESOLUTION,
+    seed: int | None = 0,
+    batch_size: int = 8192,
+    keep_images: int = 0,
+) -> tuple[list[dict], list[dict]]:
+    """One record per (zoom, plane): TVs, boundary length, distance to the boundary and every parameter.
+    ``inputs``: normalised test inputs (N, C, H, W). Returns (records, the first ``keep_images`` label images
+    per zoom as dicts with the image)."""
+    for z in zooms:
+        check_grid(z, resolution)
+    if n_planes < 1:
+        raise ValueError(f"planes={n_planes!r} is invalid: it must be ≥ 1")
+    model.eval()
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    records, images = [], []
+    for p, (idx, v1, v2) in enumerate(sample_planes(inputs, n_planes, seed)):
+        x0 = inputs[idx]
+        with torch.inference_mode():
+            label0 = int(model(x0.unsqueeze(0).to(device)).argmax(-1))
+        for zoom in zooms:
+            labels = decision_plane(model, x0, v1, v2, zoom, resolution, batch_size)
+            params = PlaneParams(zoom, resolution, 1.0 / zoom, seed, idx, p)
+            rec = asdict(params) | plane_metrics(labels)
+            rec["distance"] = distance_to_boundary(labels, label0, zoom)
+            rec["label0"] = label0
+            records.append(rec)
+            if p < keep_images:
+                images.append({"zoom": zoom, "plane": p, "labels": labels, "label0": label0})
+    return records, images

@@ -1,0 +1,101 @@
+"""Per-run diagnostics: confusion matrix, top-k error, confidence galleries, learning curves and singular
+values of the weights (to see what SVB does to them)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor, nn
+
+from regnet.analysis import plots
+
+
+def confusion_matrix(logits: Tensor, targets: Tensor, num_classes: int) -> np.ndarray:
+    """(num_classes, num_classes) counts, rows = true class, columns = predicted."""
+    pred = logits.argmax(-1)
+    idx = targets.long() * num_classes + pred.long()
+    return torch.bincount(idx.cpu(), minlength=num_classes**2).view(num_classes, num_classes).numpy()
+
+
+def topk_error(logits: Tensor, targets: Tensor, k: int = 1) -> float:
+    """Fraction of samples whose true class is not among the k highest logits."""
+    k = min(k, logits.shape[-1])
+    top = logits.topk(k, dim=-1).indices  # (N, k)
+    return float(1.0 - (top == targets[:, None]).any(-1).float().mean())
+
+
+def confidence_gallery(logits: Tensor, targets: Tensor, n: int = 8) -> dict[str, Tensor]:
+    """Indices of the n most/least confident right and wrong predictions (confidence = max softmax)."""
+    probs = logits.softmax(-1)
+    conf, pred = probs.max(-1)
+    out = {}
+    for name, mask in (("right", pred == targets), ("wrong", pred != targets)):
+        idx = mask.nonzero().squeeze(1)
+        order = conf[idx].argsort(descending=True)
+        out[f"most_confident_{name}"] = idx[order[:n]]
+        out[f"least_confident_{name}"] = idx[order.flip(0)[:n]]
+    return out
+
+
+def learning_curves(run_dir: str | Path) -> pd.DataFrame | None:
+    """The run's ``metrics.csv`` (Lightning CSVLogger) with one row per epoch/step, or None if absent."""
+    path = Path(run_dir) / "metrics.csv"
+    if not path.is_file():
+        return None
+    df = pd.read_csv(path)
+    return df.groupby("step", as_index=False).first() if "step" in df else df
+
+
+def singular_values(model: nn.Module) -> dict[str, np.ndarray]:
+    """Singular values per weight matrix; conv weights reshaped to out × (in·k·k) as SVB treats them."""
+    out = {}
+    for name, p in model.named_parameters():
+        if p.dim() >= 2:
+            out[name] = torch.linalg.svdvals(p.detach().float().cpu().reshape(p.shape[0], -1)).numpy()
+    return out
+
+
+@torch.no_grad()
+def run_diagnostics(module, datamodule, run_dir: str | Path, out: str | Path, n_test: int | None = None) -> dict:
+    """Write confusion matrix (CSV+PNG), top-k errors, galleries, learning curves and SV histograms to ``out``."""
+    import matplotlib.pyplot as plt
+
+    from regnet.analysis.runs import test_inputs
+    from regnet.results import write_atomic
+
+    out = Path(out)
+    x, y = test_inputs(datamodule, n_test)
+    device = next(module.parameters()).device
+    mean = torch.tensor(datamodule.mean).view(1, -1, 1, 1)
+    std = torch.tensor(datamodule.std).view(1, -1, 1, 1)
+    logits = torch.cat([module.model(((x[i:i + 500] - mean) / std).to(device)).cpu() for i in range(0, len(x), 500)])
+    c = logits.shape[-1]
+    cm = confusion_matrix(logits, y, c)
+    write_atomic(out / "confusion_matrix.csv", pd.DataFrame(cm).to_csv())
+    plots.save_figure(plots.plot_matrix(cm), out / "confusion_matrix.png")
+    summary = {f"top{k}_error": topk_error(logits, y, k) for k in (1, 3, 5) if k <= c}
+    for name, idx in confidence_gallery(logits, y).items():
+        probs = logits[idx].softmax(-1)
+        caps = [f"y={int(y[i])} p={int(probs[j].argmax())} {float(probs[j].max()):.2f}" for j, i in enumerate(idx)]
+        plots.save_figure(plots.plot_gallery(x[idx].numpy(), caps, name.replace("_", " ")), out / f"gallery_{name}.png")
+    curves = learning_curves(run_dir)
+    if curves is not None:
+        cols = [col for col in curves.columns if col.endswith(("loss", "acc")) or col.startswith("lr")]
+        fig, axes = plt.subplots(1, max(1, len(cols)), figsize=(3.2 * max(1, len(cols)), 2.8), squeeze=False)
+        for ax, col in zip(axes[0], cols):
+            d = curves[["step", col]].dropna()
+            ax.plot(d["step"], d[col], marker=".")
+            ax.set_title(col, fontsize=8)
+            ax.set_xlabel("step", fontsize=7)
+        plots.save_figure(fig, out / "learning_curves.png")
+    svs = singular_values(module.model)
+    fig, axes = plt.subplots(1, len(svs), figsize=(2.8 * len(svs), 2.5), squeeze=False)
+    for ax, (name, s) in zip(axes[0], svs.items()):
+        ax.hist(s, bins=30)
+        ax.set_title(name, fontsize=7)
+    plots.save_figure(fig, out / "singular_values.png")
+    write_atomic(out / "diagnostics.json", pd.Series(summary).to_json(indent=2) + "\n")
+    return summary

@@ -1,0 +1,93 @@
+"""Figures (matplotlib, Agg backend), each written atomically: rendered to a temp file, then renamed."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
+    """Save ``fig`` as PNG to ``path`` atomically (temp file + rename) and close it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    finally:
+        plt.close(fig)
+    return path
+
+
+def plot_planes(images: list[dict], title: str, num_classes: int = 10):
+    """Grid of label images: one column per zoom, one row per plane; x0 marked at the centre."""
+    zooms = sorted({im["zoom"] for im in images}, reverse=True)
+    planes = sorted({im["plane"] for im in images})
+    fig, axes = plt.subplots(len(planes), len(zooms), figsize=(2.6 * len(zooms), 2.6 * len(planes)), squeeze=False)
+    for im in images:
+        ax = axes[planes.index(im["plane"]), zooms.index(im["zoom"])]
+        h = 1.0 / im["zoom"]
+        ax.imshow(im["labels"].numpy(), cmap="tab10" if num_classes <= 10 else "tab20", vmin=0, vmax=num_classes - 1,
+                  extent=(-h, h, h, -h), interpolation="nearest")  # fmt: skip
+        ax.plot([0], [0], "k+", ms=8)
+        ax.set_title(f"zoom {im['zoom']:g}, plane {im['plane']}", fontsize=8)
+        ax.tick_params(labelsize=6)
+    fig.suptitle(title)
+    return fig
+
+
+def plot_curves(df: pd.DataFrame, x: str, title: str, ylabel: str = "accuracy (%)"):
+    """Mean ± ci95 curves, one line per variant; ``df`` has columns variant, x, mean, ci95."""
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for variant, g in df.groupby("variant"):
+        g = g.sort_values(x)
+        ax.plot(g[x], g["mean"], marker="o", ms=3, label=variant)
+        ci = g["ci95"].fillna(0).to_numpy()
+        ax.fill_between(g[x], g["mean"] - ci, g["mean"] + ci, alpha=0.2)
+    ax.set_xlabel(x)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def plot_matrix(matrix: np.ndarray, title: str = "confusion matrix"):
+    """Confusion matrix, rows = true class, columns = predicted class."""
+    n = len(matrix)
+    fig, ax = plt.subplots(figsize=(max(4, n * 0.45), max(4, n * 0.45)))
+    ax.imshow(matrix, cmap="Blues")
+    if n <= 20:
+        for i in range(n):
+            for j in range(n):
+                ax.text(j, i, int(matrix[i, j]), ha="center", va="center", fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    return fig
+
+
+def plot_gallery(images: np.ndarray, captions: list[str], title: str):
+    """Images (N, C, H, W) in [0, 1] in a row with captions."""
+    n = max(1, len(images))
+    fig, axes = plt.subplots(1, n, figsize=(1.4 * n, 1.8), squeeze=False)
+    for ax in axes[0]:
+        ax.axis("off")
+    for ax, img, cap in zip(axes[0], images, captions):
+        img = np.transpose(img, (1, 2, 0))
+        ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None, vmin=0, vmax=1)
+        ax.set_title(cap, fontsize=6)
+    fig.suptitle(title, fontsize=8)
+    return fig

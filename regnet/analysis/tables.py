@@ -1,0 +1,106 @@
+"""Sweep-level tables: accuracy over seeds, total variation over planes, robustness and Jacobian norms.
+
+These are what ``python -m regnet.analyze`` writes and what the notebooks call; each returns a DataFrame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+import torch
+
+from regnet.analysis.attacks import PixelModel, attack_accuracy, jacobian_norms
+from regnet.analysis.boundaries import DEFAULT_PLANES, DEFAULT_RESOLUTION, DEFAULT_ZOOMS, boundary_records
+from regnet.analysis.runs import Sweep, load_run, test_inputs
+from regnet.analysis.stats import mean_ci, summarize
+
+KEYS = ["model", "data", "variant"]
+DEFAULT_EPS = (0.0, 0.05, 0.1, 0.2, 0.3)
+
+
+def accuracy_table(sweep: Sweep, baseline: str = "no_reg") -> pd.DataFrame:
+    """model, data, variant, n, mean, ci95, std, min, max (test accuracy in %), p_vs_<baseline> (Welch).
+
+    If no group is named ``baseline`` but one is named ``none`` (runs without a variant), that is used."""
+    runs = sweep.table().dropna(subset=["test_acc"])
+    if baseline not in set(runs["variant"]) and "none" in set(runs["variant"]):
+        baseline = "none"
+    table = summarize(runs, "test_acc", KEYS, baseline=baseline, scale=100.0)
+    return table.rename(columns={f"p_vs_{baseline}": f"p_vs_{baseline}"})
+
+
+def _runs(sweep: Sweep, limit: int | None = None) -> pd.DataFrame:
+    runs = sweep.table().dropna(subset=["test_acc"]).sort_values(KEYS + ["seed"])
+    return runs.head(limit) if limit else runs
+
+
+def tv_records(
+    sweep: Sweep, zooms: Sequence[float] = DEFAULT_ZOOMS, planes: int = DEFAULT_PLANES,
+    resolution: int = DEFAULT_RESOLUTION, seed: int | None = 0, device: str = "cpu", data_root: str | None = None,
+    keep_images: int = 0, batch_size: int = 8192,
+) -> tuple[pd.DataFrame, dict[str, list[dict]]]:
+    """One row per (run, zoom, plane), all runs of one dataset on identical planes (same seed)."""
+    frames, images = [], {}
+    for run in _runs(sweep).itertuples(index=False):
+        module, dm, _ = load_run(run.run_dir, device, data_root)
+        x, _ = test_inputs(dm)
+        inputs = (x - torch.tensor(dm.mean).view(1, -1, 1, 1)) / torch.tensor(dm.std).view(1, -1, 1, 1)
+        recs, ims = boundary_records(module.model, inputs, zooms, planes, resolution, seed, batch_size, keep_images)
+        df = pd.DataFrame(recs)
+        for k in KEYS + ["seed", "run_dir"]:
+            df[k] = getattr(run, k)
+        frames.append(df)
+        images[f"{run.model}_{run.data}_{run.variant}_{run.seed}"] = ims
+    return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()), images
+
+
+TV_COLUMNS = ("tv_isotr_boundary", "tv_aniso_boundary", "tv_isotr_labels", "tv_aniso_labels", "boundary_length", "distance")
+
+
+def tv_table(records: pd.DataFrame, per: str = "run") -> pd.DataFrame:
+    """Mean ± 95 % CI over planes of every TV column, per model (``per="run"``: each trained model, as the
+    study's Tables 2/3) or per variant (``per="variant"``: pooled over seeds), and zoom. Parameters kept."""
+    keys = KEYS + (["seed"] if per == "run" else []) + ["zoom", "resolution"]
+    rows = []
+    for key, g in records.groupby(keys, sort=True):
+        row = dict(zip(keys, key)) | {"planes": int(g["plane"].nunique()), "plane_seed": g["plane_seed"].iloc[0]}
+        for col in TV_COLUMNS:
+            s = mean_ci(g[col].replace([float("inf")], float("nan")))
+            row[col] = s["mean"]
+            row[f"{col}_ci95"] = s["ci95"]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def robustness_records(
+    sweep: Sweep, attacks: Sequence[str] = ("fgsm", "pgd", "noise"), eps: Sequence[float] = DEFAULT_EPS,
+    n_test: int | None = 1000, device: str = "cpu", data_root: str | None = None, pgd_steps: int = 10,
+    seed: int = 0, pgd_step_size: float | None = None, pgd_random_start: bool = True,
+) -> pd.DataFrame:
+    """Accuracy (%) under each attack and ε, and the exact mean ‖J‖_F on the same test inputs, per run."""
+    rows = []
+    for run in _runs(sweep).itertuples(index=False):
+        module, dm, results = load_run(run.run_dir, device, data_root)
+        norm = results.get("normalization") or {"mean": list(dm.mean), "std": list(dm.std)}
+        model = PixelModel(module.model, norm["mean"], norm["std"]).to(device).eval()
+        x, y = test_inputs(dm, n_test)
+        base = {k: getattr(run, k) for k in KEYS + ["seed", "run_dir"]}
+        for attack in attacks:
+            for r in attack_accuracy(model, x, y, attack, eps, seed=seed, pgd_steps=pgd_steps,
+                                     pgd_step_size=pgd_step_size, pgd_random_start=pgd_random_start):
+                rows.append(base | r | {"acc": 100.0 * r["acc"]})
+        j = jacobian_norms(module.model, (x - model.mean.cpu()) / model.std.cpu())
+        rows.append(base | {"attack": "jacobian_fro", "eps": None, "acc": None, "jacobian_fro": float(j.mean()), "n_test": len(x)})
+    return pd.DataFrame(rows)
+
+
+def robustness_table(records: pd.DataFrame) -> pd.DataFrame:
+    """Accuracy-vs-ε per variant: mean ± 95 % CI over seeds (attack rows), and mean ‖J‖_F over seeds."""
+    att = records[records["attack"] != "jacobian_fro"]
+    table = summarize(att, "acc", KEYS + ["attack", "eps"])
+    jac = records[records["attack"] == "jacobian_fro"]
+    if len(jac):
+        jt = summarize(jac, "jacobian_fro", KEYS).assign(attack="jacobian_fro", eps=float("nan"))
+        table = pd.concat([table, jt], ignore_index=True)
+    return table

@@ -1,0 +1,152 @@
+"""Analyse a sweep: ``python -m regnet.analyze <dir> [--out DIR] [--baseline no_reg] ...``
+
+Finds every ``results.json`` below ``<dir>``, groups runs by (model, data, variant) and writes into
+``<dir>/analysis/`` (or ``--out``):
+- ``accuracy.csv`` / ``accuracy.md``: n, mean, ci95 (Student t, n − 1 dof, sample std), std, min, max of test
+  accuracy in %, and Welch p-values against ``--baseline``; ``problems.csv``: failed, diverged, missing or
+  corrupt runs (listed, never fatal).
+- ``tv_planes.csv`` (one row per model, zoom and plane, with every parameter), ``tv.csv`` / ``tv.md``
+  (mean ± 95 % CI over planes per model and zoom), ``planes_<run>.png`` (example planes) — unless
+  ``--planes 0``.
+- ``robustness_runs.csv``, ``robustness.csv``, ``robustness_<attack>.png`` (accuracy vs ε per variant, 95 % CI
+  over seeds) and the mean ‖J‖_F — with ``--attacks``.
+- ``runs/<run>/`` confusion matrix, top-k error, galleries, learning curves, singular values — with
+  ``--diagnostics``.
+Every file is written atomically; with no runs below ``<dir>`` it exits with a one-line error and writes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from regnet.results import write_atomic
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m regnet.analyze", description=__doc__.split("\n")[0])
+    p.add_argument("dir", type=Path, help="a run or sweep directory (searched recursively for results.json)")
+    p.add_argument("--out", type=Path, default=None, help="output directory (default: <dir>/analysis)")
+    p.add_argument("--baseline", default="no_reg", help="variant the p-values compare against (default no_reg; none if absent)")
+    p.add_argument("--planes", type=int, default=50, help="random planes per model for TV; 0 skips decision boundaries")
+    p.add_argument("--zooms", type=float, nargs="+", default=[0.025, 0.01, 0.001], help="zoom levels (grid spans ±1/zoom)")
+    p.add_argument("--resolution", type=int, default=250, help="grid points per axis")
+    p.add_argument("--seed", type=int, default=0, help="seed for x0 and plane directions (identical planes for all models)")
+    p.add_argument("--example-planes", type=int, default=3, help="planes per model drawn in planes_<run>.png")
+    p.add_argument("--attacks", action=argparse.BooleanOptionalAction, default=False, help="FGSM/PGD/noise curves and ‖J‖_F")
+    p.add_argument("--attack-list", nargs="+", default=["fgsm", "pgd", "noise"], choices=["fgsm", "pgd", "noise"])
+    p.add_argument("--eps", type=float, nargs="+", default=[0.0, 0.05, 0.1, 0.2, 0.3], help="ε (pixel units, [0, 1])")
+    p.add_argument("--pgd-steps", type=int, default=10)
+    p.add_argument("--pgd-step-size", type=float, default=None, help="PGD step α in pixel units (default 2.5 ε / steps)")
+    p.add_argument("--pgd-random-start", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--n-test", type=int, default=1000, help="test samples for attacks and diagnostics")
+    p.add_argument("--diagnostics", action="store_true", help="per-run confusion matrix, galleries, curves, SVs")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:1 ...")
+    p.add_argument("--data-root", default=None, help="override data.root of the runs (data moved since training)")
+    return p.parse_args(argv)
+
+
+def check_args(args: argparse.Namespace) -> None:
+    from regnet.analysis.boundaries import check_grid
+
+    if args.planes < 0:
+        raise ValueError(f"--planes={args.planes} is invalid: use ≥ 1, or 0 to skip decision boundaries")
+    if args.planes:
+        for z in args.zooms:
+            check_grid(z, args.resolution)
+    for e in args.eps:
+        if not 0 <= e <= 1:
+            raise ValueError(f"--eps {e} is invalid: ε is in pixel units, use values in [0, 1]")
+    if args.n_test < 1:
+        raise ValueError(f"--n-test={args.n_test} is invalid: use ≥ 1")
+
+
+def _csv_md(df, out: Path, name: str) -> None:
+    from regnet.analysis.stats import to_markdown
+
+    write_atomic(out / f"{name}.csv", df.to_csv(index=False))
+    write_atomic(out / f"{name}.md", to_markdown(df))
+
+
+def analyze(args: argparse.Namespace) -> Path:
+    from regnet import analysis as A
+    from regnet.analysis import plots
+
+    check_args(args)
+    sweep = A.find_runs(args.dir)
+    out = args.out or args.dir / "analysis"
+    if not sweep.completed:
+        raise A.NoRunsError(f"no completed runs below {args.dir}: " + "; ".join(f"{p['run_dir']} {p['status']}" for p in sweep.problems))
+    # build everything in a temp dir next to ``out`` and move it in at the end: no partial analysis on failure
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    try:
+        acc = A.accuracy_table(sweep, args.baseline)
+        _csv_md(acc, stage, "accuracy")
+        if sweep.problems:  # listed under the table too, so nobody reads n = 4 as "all five seeds"
+            lines = [f"- `{p['run_dir']}`: {p['status']} {p['reason']}".rstrip() for p in sweep.problems]
+            write_atomic(stage / "accuracy.md", A.to_markdown(acc) + "\nNot included:\n\n" + "\n".join(lines) + "\n")
+        print(A.to_markdown(acc))
+        problems = sweep.problems_table()
+        write_atomic(stage / "problems.csv", problems.to_csv(index=False))
+        for p in sweep.problems:
+            print(f"[regnet] {p['status']}: {p['run_dir']} {p['reason']}")
+        if args.planes:
+            records, images = A.tv_records(sweep, args.zooms, args.planes, args.resolution, args.seed, args.device,
+                                           args.data_root, keep_images=args.example_planes)  # fmt: skip
+            write_atomic(stage / "tv_planes.csv", records.to_csv(index=False))
+            tv = A.tv_table(records)
+            _csv_md(tv, stage, "tv")
+            _csv_md(A.tv_table(records, per="variant"), stage, "tv_variants")
+            print(A.to_markdown(tv[["model", "data", "variant", "seed", "zoom", "tv_isotr_boundary", "tv_isotr_boundary_ci95",
+                                    "tv_aniso_boundary", "tv_aniso_boundary_ci95"]]))  # fmt: skip
+            for name, ims in images.items():
+                if ims:
+                    plots.save_figure(plots.plot_planes(ims, name), stage / f"planes_{name}.png")
+        if args.attacks:
+            rec = A.robustness_records(sweep, args.attack_list, args.eps, args.n_test, args.device, args.data_root,
+                                       args.pgd_steps, args.seed, args.pgd_step_size, args.pgd_random_start)  # fmt: skip
+            write_atomic(stage / "robustness_runs.csv", rec.to_csv(index=False))
+            rob = A.robustness_table(rec)
+            _csv_md(rob, stage, "robustness")
+            print(A.to_markdown(rob))
+            for attack in args.attack_list:
+                d = rob[rob["attack"] == attack]
+                title = f"{attack}: accuracy vs ε (mean ± 95 % CI over seeds)"
+                plots.save_figure(plots.plot_curves(d, "eps", title), stage / f"robustness_{attack}.png")
+        if args.diagnostics:
+            for run in sweep.table().itertuples(index=False):
+                module, dm, _ = A.load_run(run.run_dir, args.device, args.data_root)
+                name = f"{run.model}_{run.data}_{run.variant}_{run.seed}"
+                A.run_diagnostics(module, dm, run.run_dir, stage / "runs" / name, args.n_test)
+        if out.exists():
+            for f in stage.iterdir():  # replace files one by one (renames), keep unrelated files in out
+                target = out / f.name
+                if target.is_dir() and f.is_dir():
+                    shutil.rmtree(target)
+                f.replace(target)
+            shutil.rmtree(stage)
+        else:
+            stage.replace(out)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    print(f"[regnet] analysis written to {out}")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        analyze(args)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"regnet.analyze: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""Stop a run the moment its training loss stops being finite.
+
+The check never blocks the device on every step: a device-side scalar remembers the first optimizer step
+whose loss was NaN/Inf (a ``torch.where``, no host sync), and the host reads it every ``check_every``
+steps (every step on CPU, where reading is free) and at the end of each epoch. The recorded step is the
+first bad one either way; on a GPU the run stops at most ``check_every − 1`` steps after it.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+
+
+class Diverged(RuntimeError):
+    """The training loss became NaN or Inf; ``step`` is the first optimizer step where it did (counted from 1,
+    as ``trainer.global_step`` right after that step)."""
+
+    def __init__(self, step: int, loss: float):
+        super().__init__(f"training loss became {loss} at step {step}: the run diverged")
+        self.step = step
+        self.loss = loss
+
+
+class DivergenceCheck(L.Callback):
+    def __init__(self, check_every_gpu: int = 20):
+        self.check_every_gpu = check_every_gpu
+        self._first_bad: torch.Tensor | None = None  # () int64 on the device, -1 while all losses are finite
+        self._bad_loss: torch.Tensor | None = None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if loss is None:
+            return
+        loss = loss.detach()
+        if self._first_bad is None or self._first_bad.device != loss.device:
+            self._first_bad = torch.full((), -1, dtype=torch.long, device=loss.device)
+            self._bad_loss = torch.zeros((), dtype=loss.dtype, device=loss.device)
+        newly_bad = (~torch.isfinite(loss)) & (self._first_bad < 0)
+        self._first_bad = torch.where(newly_bad, torch.full_like(self._first_bad, trainer.global_step), self._first_bad)
+        self._bad_loss = torch.where(newly_bad, loss, self._bad_loss)
+        every = 1 if loss.device.type == "cpu" else self.check_every_gpu
+        if trainer.global_step % every == 0:
+            self._raise_if_bad()
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._raise_if_bad()
+
+    def _raise_if_bad(self) -> None:
+        if self._first_bad is not None and int(self._first_bad) >= 0:
+            raise Diverged(int(self._first_bad), float(self._bad_loss))

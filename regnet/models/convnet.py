@@ -1,0 +1,67 @@
+"""The two-convolution network of the seed-003 study ("what each ingredient does"), PyTorch's classic
+MNIST example: 431,080 parameters on 28×28 inputs (431,220 with ``batchnorm``).
+
+    x (N, 1, 28, 28)
+    conv 1→20 5×5 → act → maxpool 2 [→ BatchNorm2d]      (N, 20, 12, 12)
+    conv 20→50 5×5 → act → maxpool 2 [→ BatchNorm2d]     (N, 50, 4, 4)
+    flatten → fc 800→500 → relu → dropout p → fc 500→10   (N, 10) logits [→ log_softmax]
+
+``activation`` (relu | sigmoid) is used in the two conv blocks only, fc1 keeps ReLU, as the study's
+sigmoid variant did. BatchNorm comes after the pooling (the study's order). ``dropout`` p ∈ [0, 1] is
+``nn.Dropout`` before the last layer: p = 1 zeroes fc2's input in training, so the network outputs only
+fc2's bias and trains to chance (the study's "dropout 1.0" row). ``init: xavier`` is xavier-uniform on
+every conv/fc weight (Glorot & Bengio 2010), biases left at PyTorch's default, as the study did.
+``log_softmax: true`` makes the network emit log-probabilities, as the study's ``F.log_softmax`` did; pair
+it with ``loss=nll`` (with cross_entropy or bce_onehot it changes nothing: both softmax their input, and
+log_softmax is idempotent).
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from regnet.models.common import activation as make_activation
+from regnet.models.common import check_dropout, check_fits, conv_out
+
+INITS = ("default", "xavier")
+CONV_ACTIVATIONS = ("relu", "sigmoid")
+
+
+class ConvNet(nn.Module):
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_classes: int = 10,
+        image_size: int = 28,
+        activation: str = "relu",
+        dropout: float = 0.0,
+        batchnorm: bool = False,
+        init: str = "default",
+        log_softmax: bool = False,
+    ):
+        super().__init__()
+        if activation not in CONV_ACTIVATIONS:
+            raise ValueError(f"model.activation={activation!r} is unknown: use one of {list(CONV_ACTIVATIONS)}")
+        if init not in INITS:
+            raise ValueError(f"model.init={init!r} is unknown: use one of {list(INITS)}")
+        p = check_dropout(dropout)
+        side = conv_out(conv_out(image_size, 5) // 2, 5) // 2  # 28 → 24 → 12 → 8 → 4
+        check_fits("convnet", image_size, side)
+
+        def block(cin: int, cout: int) -> list[nn.Module]:
+            bn = [nn.BatchNorm2d(cout)] if batchnorm else []
+            return [nn.Conv2d(cin, cout, 5), make_activation(activation), nn.MaxPool2d(2), *bn]
+
+        self.features = nn.Sequential(*block(in_channels, 20), *block(20, 50), nn.Flatten())
+        self.classifier = nn.Sequential(
+            nn.Linear(50 * side * side, 500), nn.ReLU(), nn.Dropout(p), nn.Linear(500, num_classes)
+        )
+        self.log_softmax = bool(log_softmax)
+        if init == "xavier":
+            for m in self.modules():
+                if isinstance(m, (nn.Conv2d, nn.Linear)):
+                    nn.init.xavier_uniform_(m.weight)
+
+    def forward(self, x: Tensor) -> Tensor:
+        z = self.classifier(self.features(x))  # (N, num_classes)
+        return z.log_softmax(dim=1) if self.log_softmax else z

@@ -1,0 +1,22 @@
+"""Elastic net (Zou & Hastie 2005, Eq. 3): λ₁ · Σ|w| in the loss plus an L2 term as the optimizer's weight
+decay (``weight_decay`` = λ₂ adds λ₂·w to the gradient, i.e. minimises λ₂/2 · ‖w‖²), exactly as
+``reg=[l1,l2]`` would. The L1 part covers Conv/Linear weights; weight decay covers every parameter, as ``l2``.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from regnet.regularizers.base import Regularizer, check_positive
+from regnet.regularizers.l1 import l1_norm
+
+
+class Elastic(Regularizer):
+    name = "elastic"
+
+    def __init__(self, l1: float = 1e-5, weight_decay: float = 5e-4):
+        self.l1 = check_positive("reg.elastic.l1", l1)
+        self.weight_decay = check_positive("reg.elastic.weight_decay", weight_decay)
+
+    def penalty(self, model: nn.Module, inputs: Tensor, logits: Tensor, targets: Tensor) -> Tensor:
+        return self.l1 * l1_norm(model)

@@ -1,0 +1,33 @@
+"""Soft singular value bounding / soft orthogonality (Bansal, Chen & Wang 2018, "Can we gain more from
+orthogonality regularizations in training deep CNNs?", the SO penalty, Eq. 2):
+
+    λ · Σ_layers ‖WᵀW − I‖²_F,   W the Conv/Linear weight as out × in·k·k.
+
+The Gram matrix is taken on the smaller side (WWᵀ when out < in·k·k, else WᵀW): for a wide matrix
+WᵀW has rank ≤ out and cannot equal I, so the penalty asks for orthonormal rows instead of columns.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from regnet.regularizers.base import Regularizer, check_positive, weight_matrices
+
+
+def orthogonality_gap(w: Tensor) -> Tensor:
+    """‖G − I‖²_F with G = WᵀW (tall) or WWᵀ (wide); w: (out, in·k·k)."""
+    gram = w @ w.T if w.shape[0] < w.shape[1] else w.T @ w  # (r, r), r = min(out, in·k·k)
+    eye = torch.eye(gram.shape[0], device=w.device, dtype=w.dtype)
+    return (gram - eye).pow(2).sum()
+
+
+class SoftSVB(Regularizer):
+    name = "soft_svb"
+
+    def __init__(self, lam: float = 1e-4):
+        self.lam = check_positive("reg.soft_svb.lam", lam)
+
+    def penalty(self, model: nn.Module, inputs: Tensor, logits: Tensor, targets: Tensor) -> Tensor:
+        gaps = [orthogonality_gap(w) for _, _, w in weight_matrices(model)]
+        return self.lam * torch.stack(gaps).sum()

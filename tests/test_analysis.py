@@ -1,0 +1,119 @@
+"""Finding runs in a sweep (failed, missing, corrupt ones listed) and the analyze CLI end to end."""
+
+import json
+import math
+
+import pandas as pd
+import pytest
+import torch
+
+from regnet.analysis import NoRunsError, accuracy_table, find_runs, load_run
+from regnet.analysis import test_inputs as pixel_test_inputs
+from regnet.analyze import main
+
+
+def fake_run(root, name, variant, seed, acc, status="completed"):
+    d = root / name
+    d.mkdir(parents=True)
+    (d / "results.json").write_text(json.dumps(
+        {"status": status, "model": "lenet", "data": "mnist", "reg": [], "variant": variant, "seed": seed,
+         "test_acc": acc if status == "completed" else None}))  # fmt: skip
+    return d
+
+
+def fabricated(tmp_path):
+    for s, acc in enumerate([0.987, 0.986, 0.988]):
+        fake_run(tmp_path, f"no_reg_{s}", "no_reg", s, acc)
+    for s, acc in enumerate([0.991, 0.992, 0.990]):
+        fake_run(tmp_path, f"l2_{s}", "l2", s, acc)
+    fake_run(tmp_path, "l2_3", "l2", 3, None, status="diverged")
+    fake_run(tmp_path, "svb_0", "svb", 0, None, status="failed")
+    (tmp_path / "svb_1" / ".hydra").mkdir(parents=True)  # started, never finished: missing
+    (tmp_path / "svb_1" / ".hydra" / "config.yaml").write_text("seed: 1\n")
+    (tmp_path / "svb_2").mkdir()
+    (tmp_path / "svb_2" / "results.json").write_text('{"status": "compl')  # corrupt
+    return tmp_path
+
+
+def test_sweep_lists_failed_missing_and_corrupt_runs(tmp_path):
+    sweep = find_runs(fabricated(tmp_path))
+    assert len(sweep.completed) == 6
+    status = {p["run_dir"].rsplit("/", 1)[-1]: p["status"] for p in sweep.problems}
+    assert status == {"l2_3": "diverged", "svb_0": "failed", "svb_1": "missing", "svb_2": "corrupt"}
+    t = accuracy_table(sweep).set_index("variant")
+    assert list(t.index) == ["l2", "no_reg"] and (t["n"] == 3).all()
+    assert t.loc["l2", "mean"] == pytest.approx(99.1)
+    assert 0 < t.loc["l2", "p_vs_no_reg"] < 0.05 and math.isnan(t.loc["no_reg", "p_vs_no_reg"])
+
+
+def test_cli_on_fabricated_sweep_writes_tables_and_lists_problems(tmp_path, capsys):
+    fabricated(tmp_path)
+    assert main([str(tmp_path), "--planes", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "| model | data | variant | n | mean | ci95 | std | min | max | p_vs_no_reg |" in out
+    assert "diverged" in out and "missing" in out and "corrupt" in out
+    acc = pd.read_csv(tmp_path / "analysis" / "accuracy.csv")
+    assert list(acc.columns[:9]) == ["model", "data", "variant", "n", "mean", "ci95", "std", "min", "max"]
+    assert set(pd.read_csv(tmp_path / "analysis" / "problems.csv")["status"]) == {"diverged", "failed", "missing", "corrupt"}
+    md = (tmp_path / "analysis" / "accuracy.md").read_text()
+    assert md.startswith("| model |") and "svb_0`: failed" in md
+
+
+def test_no_runs_is_a_one_line_error_without_output(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main([str(tmp_path / "empty")]) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no runs below" in err
+    assert not (tmp_path / "empty" / "analysis").exists()
+    with pytest.raises(NoRunsError):
+        find_runs(tmp_path / "nope")
+
+
+@pytest.mark.parametrize("args,match", [(["--zooms", "0"], "zoom=0.0"), (["--resolution", "1"], "resolution=1"),
+                                        (["--eps", "2"], "--eps 2.0")])  # fmt: skip
+def test_bad_arguments_are_one_line_errors(tmp_path, capsys, args, match):
+    fabricated(tmp_path)
+    assert main([str(tmp_path), *args]) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and match in err
+    assert not (tmp_path / "analysis").exists()
+
+
+@pytest.mark.slow
+def test_analyze_end_to_end_on_a_tiny_trained_sweep(tiny_sweep, capsys):
+    runs = sorted(p.parent for p in tiny_sweep.rglob("results.json"))
+    assert len(runs) == 4
+    for run in runs:  # the confusion-matrix callback ran at test end
+        cm = pd.read_csv(run / "confusion_matrix.csv", index_col=0).to_numpy()
+        assert cm.shape == (10, 10) and cm.sum() == 64  # limit_test_batches=1 × eval_batch_size 64
+        assert (run / "confusion_matrix.png").is_file()
+    # a loaded run reproduces its recorded test accuracy
+    module, dm, results = load_run(runs[0])
+    x, y = pixel_test_inputs(dm, 64)
+    mean, std = torch.tensor(dm.mean).view(1, -1, 1, 1), torch.tensor(dm.std).view(1, -1, 1, 1)
+    with torch.no_grad():
+        acc = float((module((x - mean) / std).argmax(1) == y).float().mean())
+    assert acc == pytest.approx(results["test_acc"])
+
+    out = tiny_sweep / "out"
+    argv = [str(tiny_sweep), "--out", str(out), "--planes", "2", "--zooms", "0.1", "0.01", "--resolution", "16",
+            "--attacks", "--eps", "0", "0.2", "--n-test", "32", "--pgd-steps", "2", "--diagnostics"]  # fmt: skip
+    assert main(argv) == 0
+    assert "| lenet | mnist | l2 | 2 |" in capsys.readouterr().out
+    acc = pd.read_csv(out / "accuracy.csv")
+    assert set(acc["variant"]) == {"none", "l2"} and "p_vs_none" in acc  # no variant set: grouped by reg
+    planes = pd.read_csv(out / "tv_planes.csv")
+    assert len(planes) == 4 * 2 * 2 and {"zoom", "resolution", "plane_seed", "x0_index", "half_width"} <= set(planes)
+    assert planes.groupby("plane")["x0_index"].nunique().eq(1).all()  # identical planes for every model
+    tv = pd.read_csv(out / "tv.csv")
+    assert len(tv) == 4 * 2 and "tv_aniso_boundary_ci95" in tv
+    rob = pd.read_csv(out / "robustness.csv")
+    clean = rob[(rob.attack == "fgsm") & (rob.eps == 0)].set_index("variant")["mean"]
+    assert clean["l2"] == pytest.approx(acc.set_index("variant").loc["l2", "mean"], abs=50)  # same scale (%)
+    assert (rob[rob.attack == "jacobian_fro"]["mean"] > 0).all()
+    for name in ("robustness_fgsm.png", "robustness_pgd.png", "robustness_noise.png", "accuracy.md", "tv.md"):
+        assert (out / name).is_file()
+    assert len(list(out.glob("planes_*.png"))) == 4
+    diag = next((out / "runs").iterdir())
+    assert {"confusion_matrix.csv", "learning_curves.png", "singular_values.png"} <= {p.name for p in diag.iterdir()}
+    assert not list(out.parent.glob(".out.*"))  # the staging directory is gone

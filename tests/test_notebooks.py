@@ -1,0 +1,25 @@
+"""The results notebooks run top to bottom on a tiny sweep (a cell error fails the test)."""
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from tests.conftest import REPO
+
+NOTEBOOKS = ["hoffman2019_mnist_results.ipynb", "cifar100_resnet18_results.ipynb"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_runs_on_a_tiny_sweep(name, tiny_sweep, monkeypatch):
+    for key, value in {"REGNET_SWEEP": str(tiny_sweep), "REGNET_PLANES": "1", "REGNET_RESOLUTION": "8",
+                       "REGNET_ZOOMS": "0.1", "REGNET_EPS": "0,0.1", "REGNET_N_TEST": "16", "REGNET_PGD_STEPS": "1",
+                       "PYTHONPATH": str(REPO), "MPLBACKEND": "Agg"}.items():  # fmt: skip
+        monkeypatch.setenv(key, value)
+    path = REPO / "notebooks" / name
+    nb = nbformat.read(path, as_version=4)
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), "commit notebooks without outputs"
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(REPO)}}).execute()
+    text = "".join(o.get("text", "") + str(o.get("data", {}).get("text/markdown", "")) for c in nb.cells
+                   if c.cell_type == "code" for o in c.outputs)  # fmt: skip
+    assert "| lenet | mnist | l2 |" in text  # the accuracy table was rebuilt

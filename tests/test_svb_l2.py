@@ -1,0 +1,86 @@
+"""SVB keeps singular values in [1/(1+ε), 1+ε] when its callback fires and leaves weights alone otherwise;
+L2 reaches the optimizer as weight decay with the configured scale."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from regnet.models.lenet import LeNet
+from regnet.module import RegNetModule
+from regnet.regularizers.base import weight_matrices
+from regnet.regularizers.l2 import L2
+from regnet.regularizers.svb import SVB, SVBCallback, svb_project_
+
+
+def singular_values(model: nn.Module) -> list[torch.Tensor]:
+    return [torch.linalg.svdvals(w.detach()) for _, _, w in weight_matrices(model)]
+
+
+def test_svb_project_bounds_every_layer():
+    torch.manual_seed(0)
+    model = LeNet()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(3.0)  # push singular values well outside the band
+    eps = 0.05
+    assert any(s.max() > 1 + eps for s in singular_values(model))
+    svb_project_(model, eps)
+    for s in singular_values(model):
+        assert s.max() <= 1 + eps + 1e-5 and s.min() >= 1 / (1 + eps) - 1e-5
+
+
+class _FakeTrainer:
+    global_step = 0
+
+
+def test_svb_callback_fires_only_every_n_steps():
+    torch.manual_seed(0)
+    model = LeNet()
+    module = RegNetModule(model, num_classes=10)
+    callback = SVBCallback(eps=0.05, every=3)
+    trainer = _FakeTrainer()
+    callback.on_train_start(trainer, module)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(3.0)
+    before = [p.detach().clone() for p in model.parameters()]
+    for step in (1, 2):
+        trainer.global_step = step
+        callback.on_train_batch_end(trainer, module, None, None, 0)
+        assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    trainer.global_step = 3
+    callback.on_train_batch_end(trainer, module, None, None, 0)
+    assert not all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    for s in singular_values(model):
+        assert s.max() <= 1.05 + 1e-5 and s.min() >= 1 / 1.05 - 1e-5
+    # a batch without an optimizer step (gradient accumulation) must not project again
+    snapshot = [p.detach().clone() for p in model.parameters()]
+    with torch.no_grad():
+        model.classifier[0].weight.mul_(2.0)
+    callback.on_train_batch_end(trainer, module, None, None, 1)
+    assert not torch.equal(snapshot[4], model.classifier[0].weight)
+
+
+def test_svb_setup_is_orthogonal_init():
+    model = LeNet()
+    SVB().setup(model)
+    for s in singular_values(model):
+        assert torch.allclose(s, torch.ones_like(s), atol=1e-5)
+
+
+def test_l2_is_weight_decay_in_the_optimizer():
+    model = LeNet()
+    module = RegNetModule(model, num_classes=10, regularizers=[L2(5e-4)])
+    optimizer = module.configure_optimizers()
+    assert optimizer.param_groups[0]["weight_decay"] == 5e-4
+    # one SGD step with zero data gradient shrinks weights by exactly lr · wd · w
+    w = model.classifier[-1].weight
+    before = w.detach().clone()
+    optimizer.zero_grad()
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    optimizer.step()
+    assert torch.allclose(w, before * (1 - 0.1 * 5e-4))
+    plain = RegNetModule(LeNet(), num_classes=10).configure_optimizers()
+    assert plain.param_groups[0]["weight_decay"] == 0
