@@ -14,6 +14,7 @@ import lightning as L
 import torch
 from torch import Tensor
 
+from regnet.data.augment import PRESETS, check_preset, make_generator
 from regnet.data.batches import TensorBatches
 
 
@@ -75,7 +76,8 @@ class ImageDataModule(L.LightningDataModule):
         self.download, self.on_device, self.pad, self.seed = download, on_device, pad, seed
         self.mean = tuple(mean) if mean is not None else type(self).mean
         self.std = tuple(std) if std is not None else type(self).std
-        self.augment = augment
+        self.augment = check_preset(augment)
+        self._augment_step = 0  # training batches augmented so far: seeds the per-batch generator
         self.image_size = native.image_size + 2 * pad
         self.splits: dict[str, tuple[Tensor, Tensor]] = {}
 
@@ -152,7 +154,13 @@ class ImageDataModule(L.LightningDataModule):
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         images, labels = batch
-        return self.normalize(images), labels
+        if self.augment == "none" or self.trainer is None or not self.trainer.training:
+            return self.normalize(images), labels
+        geometric, after_norm = PRESETS[self.augment]
+        g = make_generator(images.device, self.seed, self._augment_step, self.trainer.global_rank)
+        self._augment_step += 1
+        x = geometric(images.float() / 255.0, g)  # [0, 1] images, zero fill
+        return after_norm((x - self._mean) / self._std, g), labels
 
     @property
     def pixel_stats(self) -> dict:
