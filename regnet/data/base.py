@@ -134,7 +134,7 @@ class ImageDataModule(L.LightningDataModule):
             shuffle=train,
             seed=self.seed,
             epoch_fn=(lambda: trainer.current_epoch) if trainer is not None else (lambda: 0),
-            taken_fn=(lambda: trainer.fit_loop.epoch_loop.batch_progress.current.ready) if trainer is not None else None,
+            taken_fn=(lambda: trainer.fit_loop.epoch_loop.batch_progress.current.ready) if trainer is not None and train else None,
             rank=trainer.global_rank if trainer is not None and train else 0,
             world_size=trainer.world_size if trainer is not None and train else 1,
         )
