@@ -76,13 +76,13 @@ class RegNetModule(L.LightningModule):
             x = x.detach().requires_grad_(True)
         logits = self._train_forward(x)  # (N, num_classes)
         loss = self.loss_fn(logits, y)
-        self.log("train/data_loss", loss, on_step=False, on_epoch=True)
+        self.log("train/data_loss", loss, on_step=False, on_epoch=True, sync_dist=True)
         for reg in self.regularizers:
             penalty = reg.penalty(self.model, x, logits, y)
             if penalty is not None:
-                self.log(f"train/{reg.name}", penalty, on_step=False, on_epoch=True)
+                self.log(f"train/{reg.name}", penalty, on_step=False, on_epoch=True, sync_dist=True)
                 loss = loss + penalty
-        self.log("train/loss", loss, on_step=False, on_epoch=True)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, sync_dist=True)
         self._update_metrics("train", logits.detach(), y)
         return loss
 
@@ -103,14 +103,14 @@ class RegNetModule(L.LightningModule):
     def _eval_step(self, stage: str, batch: tuple[Tensor, Tensor]) -> Tensor:
         x, y = batch
         logits = self.model(x)
-        self.log(f"{stage}/loss", self.loss_fn(logits, y), on_step=False, on_epoch=True, batch_size=len(y))
+        self.log(f"{stage}/loss", self.loss_fn(logits, y), on_step=False, on_epoch=True, batch_size=len(y), sync_dist=True)
         self._update_metrics(stage, logits, y)
         return logits
 
     def _update_metrics(self, stage: str, logits: Tensor, y: Tensor) -> None:
         metrics = self.metrics[f"{stage}_metrics"]
         metrics.update(logits, y)
-        self.log_dict(metrics, on_step=False, on_epoch=True)
+        self.log_dict(metrics, on_step=False, on_epoch=True, sync_dist=True)
 
     # --- checkpoints: RNG states travel with them, so a resumed run draws the same dropout masks ---------
     def on_save_checkpoint(self, checkpoint: dict) -> None:

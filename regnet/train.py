@@ -23,10 +23,12 @@ import hydra
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 import regnet
+from regnet.config import gpu_count, gpu_for_job
 from regnet.callbacks.divergence import DivergenceCheck, Diverged
 from regnet.callbacks.throughput import Throughput
 from regnet.errors import one_line
@@ -202,9 +204,21 @@ def _record(cfg, run_dir, trainer, module, datamodule, callbacks, start, status,
     return results
 
 
+def pin_to_gpu(cfg: DictConfig, hydra_cfg) -> None:
+    """In a sweep on a machine with several GPUs, job k trains on GPU k mod #GPUs (unless devices are set)."""
+    gpus = gpu_count()
+    if hydra_cfg.mode != RunMode.MULTIRUN or gpus < 2 or cfg.trainer.accelerator not in ("auto", "gpu", "cuda"):
+        return
+    if cfg.trainer.devices in (1, "1", "auto"):
+        with open_dict(cfg):
+            cfg.trainer.devices = [gpu_for_job(hydra_cfg.job.num, gpus)]
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    pin_to_gpu(cfg, hydra_cfg)
     try:
         results = train(cfg, run_dir)
     except (Diverged, TrainingFailed):

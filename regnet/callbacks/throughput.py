@@ -40,7 +40,7 @@ class Throughput(L.Callback):
         self.images += self._epoch_images * trainer.world_size
         self.seconds += elapsed
         if elapsed > 0:
-            pl_module.log("train/images_per_s", self._epoch_images * trainer.world_size / elapsed, sync_dist=False)
+            pl_module.log("train/images_per_s", self._epoch_images * trainer.world_size / elapsed, rank_zero_only=True)
 
     @property
     def images_per_s(self) -> float | None:
