@@ -59,3 +59,23 @@ def test_ddp_two_cpu_processes_write_one_result(data_root, tmp_path):
     assert results["metrics"]["train/jacobian"] > 0
     rows = [r for r in csv.DictReader(open(tmp_path / "metrics.csv")) if r.get("train/loss")]
     assert len(rows) == 2  # logged once per epoch, not once per rank
+
+
+@pytest.mark.slow
+def test_ddp_matches_single_process_with_jacobian_and_svb(data_root, tmp_path):
+    """2 ranks × batch 8 see the same samples per step as 1 process × batch 16 (rank r takes every 2nd index of
+    the same order) and DDP averages their gradients, so with the exact Jacobian norm (no random projection),
+    SVB projections and no dropout both runs end with the same model."""
+    common = ["reg=[jacobian,svb]", "reg.jacobian.n_proj=-1", "reg.svb.every=2", "model.dropout=0",
+              "trainer.accelerator=cpu", "trainer.max_epochs=1", "trainer.limit_train_batches=4",
+              "trainer.limit_test_batches=1", "data.eval_batch_size=64"]
+    ddp = _cli(["trainer=ddp", "trainer.devices=2", "data.batch_size=8", f"hydra.run.dir={tmp_path / 'ddp'}", *common],
+               data_root)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    single = _cli(["data.batch_size=16", f"hydra.run.dir={tmp_path / 'single'}", *common], data_root)
+    assert single.returncode == 0, single.stderr[-3000:]
+    a = json.loads((tmp_path / "ddp" / "results.json").read_text())
+    b = json.loads((tmp_path / "single" / "results.json").read_text())
+    assert a["global_step"] == b["global_step"] == 4
+    assert a["test_loss"] == pytest.approx(b["test_loss"], rel=1e-4)
+    assert a["metrics"]["train/jacobian"] == pytest.approx(b["metrics"]["train/jacobian"], rel=1e-4)
