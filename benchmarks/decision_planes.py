@@ -30,7 +30,7 @@ def main() -> None:
     p.add_argument("--planes", type=int, default=50)
     p.add_argument("--zooms", type=float, nargs="+", default=[0.025, 0.01, 0.001])
     p.add_argument("--resolution", type=int, default=250)
-    p.add_argument("--batch-size", type=int, default=8192)
+    p.add_argument("--batch-size", type=int, default=None, help="grid points per pass (default: 1,024 CPU, 16,384 GPU)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--json", type=Path, default=None)

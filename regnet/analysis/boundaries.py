@@ -4,10 +4,9 @@ A plane through a test input x0 (in the model's normalised input space) is spann
 directions v1, v2 (Gram–Schmidt on Gaussian draws, unit L2 norm). The label image holds the predicted class
 at x0 + a·v1 + b·v2 for a (rows) and b (columns) on ``linspace(−1/zoom, 1/zoom, resolution)``.
 
-Speed: the grid is evaluated in batches of ``batch_size`` points under ``torch.inference_mode``.
-Measured with ``python benchmarks/decision_planes.py`` (LeNet, 3 zooms × 50 planes × 250², fp32) on a shared
-2-core CPU (2026-11-22): 4.9 s per 250² image on 1 thread, i.e. ~12 min for the table — a 60 s budget needs a
-GPU (``device="cuda"``) or fewer planes/points on CPU. See README "Analysis".
+Speed: chain models (LeNet and its variants) are evaluated by :mod:`regnet.analysis.plane_net`, with the plane
+folded into the first layer; other models point by point in batches. ``python benchmarks/decision_planes.py``
+times the TV table of one LeNet (3 zooms × 50 planes × 250²): 77 s on a 2-core CPU (benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -19,6 +18,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor, nn
 
+from regnet.analysis.plane_net import ChainModel
 from regnet.analysis.total_variation import boundary_length, total_variation
 
 DEFAULT_ZOOMS = (0.025, 0.01, 0.001)
@@ -91,23 +91,35 @@ def _linear_part(layer: nn.Module, x: Tensor) -> Tensor:
     return nn.functional.conv2d(x, layer.weight, None, layer.stride, layer.padding, layer.dilation, layer.groups)
 
 
+CPU_BATCH, GPU_BATCH = 1024, 16384  # CPU: small enough that a batch's activations stay in cache
+
+
 @torch.inference_mode()
 def decision_plane(
-    model: nn.Module, x0: Tensor, v1: Tensor, v2: Tensor, zoom: float, resolution: int, batch_size: int = 8192,
-    fast: bool = True,
+    model: nn.Module, x0: Tensor, v1: Tensor, v2: Tensor, zoom: float, resolution: int,
+    batch_size: int | None = None, fast: bool = True, chain: ChainModel | None = None,
 ) -> Tensor:
     """Label image (resolution, resolution), int64 on the CPU: entry [i, j] is argmax model(x0 + a_i·v1 + b_j·v2)
     with a = b = linspace(−1/zoom, 1/zoom, resolution). x0, v1, v2: (C, H, W) in the model's input space.
 
-    ``fast``: when the model's first operation is a Conv2d/Linear L on the raw input, use its linearity,
-    L(x0 + a·v1 + b·v2) = L(x0) + a·W v1 + b·W v2, so the first layer runs 3 times instead of resolution² times
-    (exact up to float rounding; 1.5–2.5× faster for LeNet on CPU). It assumes the raw input feeds only that
-    layer (true for LeNet, SimpleNet, ResNet-18); pass ``fast=False`` for a model that reuses its raw input."""
+    ``fast``: fold the plane into the model's first layer (exact up to float rounding):
+    :mod:`regnet.analysis.plane_net` for chain models such as LeNet (also fuses the first max-pool,
+    ~5× faster on CPU); otherwise, when the model's first operation is a Conv2d/Linear L on the raw input,
+    L(x0 + a·v1 + b·v2) = L(x0) + a·W v1 + b·W v2 is precomputed, assuming the raw input feeds only that layer
+    (true for ResNet-18); pass ``fast=False`` for a model that reuses its raw input.
+    ``batch_size``: grid points per forward pass (default 1,024 on CPU, 16,384 on a GPU). ``chain``:
+    ``ChainModel.parse(model)``, when the caller evaluates many planes of one model."""
     axis = grid_axis(zoom, resolution)
     device = next((p.device for p in model.parameters()), x0.device)
+    batch_size = batch_size or (CPU_BATCH if device.type == "cpu" else GPU_BATCH)
     x0, v1, v2 = (t.to(device=device, dtype=torch.float32) for t in (x0, v1, v2))
     a, b = torch.meshgrid(axis, axis, indexing="ij")  # (R, R) each
     a, b = a.reshape(-1).to(device, torch.float32), b.reshape(-1).to(device, torch.float32)  # (R²,)
+    chain = (chain or ChainModel.parse(model)) if fast else None
+    if chain is not None:
+        net = chain.plane(x0, v1, v2)
+        out = torch.cat([net.logits(a_, b_).argmax(-1) for a_, b_ in zip(a.split(batch_size), b.split(batch_size))])
+        return out.view(resolution, resolution).cpu()
     first = first_linear_layer(model, x0.unsqueeze(0)) if fast else None
     if first is not None:  # plane in the first layer's output space: (1, C', H', W') each
         base, d1, d2 = first(x0.unsqueeze(0)), _linear_part(first, v1.unsqueeze(0)), _linear_part(first, v2.unsqueeze(0))
@@ -177,7 +189,7 @@ def boundary_records(
     n_planes: int = DEFAULT_PLANES,
     resolution: int = DEFAULT_RESOLUTION,
     seed: int | None = 0,
-    batch_size: int = 8192,
+    batch_size: int | None = None,
     keep_images: int = 0,
 ) -> tuple[list[dict], list[dict]]:
     """One record per (zoom, plane): TVs, boundary length, distance to the boundary and every parameter.
@@ -189,13 +201,14 @@ def boundary_records(
         raise ValueError(f"planes={n_planes!r} is invalid: it must be ≥ 1")
     model.eval()
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    chain = ChainModel.parse(model)
     records, images = [], []
     for p, (idx, v1, v2) in enumerate(sample_planes(inputs, n_planes, seed)):
         x0 = inputs[idx]
         with torch.inference_mode():
             label0 = int(model(x0.unsqueeze(0).to(device)).argmax(-1))
         for zoom in zooms:
-            labels = decision_plane(model, x0, v1, v2, zoom, resolution, batch_size)
+            labels = decision_plane(model, x0, v1, v2, zoom, resolution, batch_size, chain=chain)
             params = PlaneParams(zoom, resolution, 1.0 / zoom, seed, idx, p)
             rec = asdict(params) | plane_metrics(labels)
             rec["distance"] = distance_to_boundary(labels, label0, zoom)

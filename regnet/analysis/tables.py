@@ -38,7 +38,7 @@ def _runs(sweep: Sweep, limit: int | None = None) -> pd.DataFrame:
 def tv_records(
     sweep: Sweep, zooms: Sequence[float] = DEFAULT_ZOOMS, planes: int = DEFAULT_PLANES,
     resolution: int = DEFAULT_RESOLUTION, seed: int | None = 0, device: str = "cpu", data_root: str | None = None,
-    keep_images: int = 0, batch_size: int = 8192,
+    keep_images: int = 0, batch_size: int | None = None,
 ) -> tuple[pd.DataFrame, dict[str, list[dict]]]:
     """One row per (run, zoom, plane), all runs of one dataset on identical planes (same seed)."""
     frames, images = [], {}
