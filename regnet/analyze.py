@@ -96,7 +96,7 @@ def analyze(args: argparse.Namespace) -> Path:
             print(f"[regnet] {p['status']}: {p['run_dir']} {p['reason']}")
         if args.planes:
             records, images = A.tv_records(sweep, args.zooms, args.planes, args.resolution, args.seed, args.device,
-                                           args.data_root, keep_images=args.example_planes)  # fmt: skip
+                                           args.data_root, keep_images=args.example_planes, verbose=True)  # fmt: skip
             write_atomic(stage / "tv_planes.csv", records.to_csv(index=False))
             tv = A.tv_table(records)
             _csv_md(tv, stage, "tv")
@@ -108,7 +108,8 @@ def analyze(args: argparse.Namespace) -> Path:
                     plots.save_figure(plots.plot_planes(ims, name), stage / f"planes_{name}.png")
         if args.attacks:
             rec = A.robustness_records(sweep, args.attack_list, args.eps, args.n_test, args.device, args.data_root,
-                                       args.pgd_steps, args.seed, args.pgd_step_size, args.pgd_random_start)  # fmt: skip
+                                       args.pgd_steps, args.seed, args.pgd_step_size, args.pgd_random_start,
+                                       verbose=True)  # fmt: skip
             write_atomic(stage / "robustness_runs.csv", rec.to_csv(index=False))
             rob = A.robustness_table(rec)
             _csv_md(rob, stage, "robustness")

@@ -99,7 +99,9 @@ def test_analyze_end_to_end_on_a_tiny_trained_sweep(tiny_sweep, capsys):
     argv = [str(tiny_sweep), "--out", str(out), "--planes", "2", "--zooms", "0.1", "0.01", "--resolution", "16",
             "--attacks", "--eps", "0", "0.2", "--n-test", "32", "--pgd-steps", "2", "--diagnostics"]  # fmt: skip
     assert main(argv) == 0
-    assert "| lenet | mnist | l2 | 2 |" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "| lenet | mnist | l2 | 2 |" in printed.out
+    assert "[regnet] decision planes 4/4:" in printed.err and "[regnet] robustness 4/4:" in printed.err  # progress
     acc = pd.read_csv(out / "accuracy.csv")
     assert set(acc["variant"]) == {"none", "l2"} and "p_vs_none" in acc  # no variant set: grouped by reg
     planes = pd.read_csv(out / "tv_planes.csv")

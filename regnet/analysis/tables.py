@@ -5,7 +5,9 @@ These are what ``python -m regnet.analyze`` writes and what the notebooks call; 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sys
+import time
+from collections.abc import Iterator, Sequence
 
 import pandas as pd
 import torch
@@ -35,14 +37,26 @@ def _runs(sweep: Sweep, limit: int | None = None) -> pd.DataFrame:
     return runs.head(limit) if limit else runs
 
 
+def _each_run(sweep: Sweep, what: str, verbose: bool) -> Iterator:
+    """The completed runs; with ``verbose``, one stderr line per finished run (these loops take minutes)."""
+    runs = list(_runs(sweep).itertuples(index=False))
+    start = time.perf_counter()
+    for i, run in enumerate(runs, 1):
+        yield run
+        if verbose:
+            elapsed = time.perf_counter() - start
+            print(f"[regnet] {what} {i}/{len(runs)}: {run.model} {run.data} {run.variant} seed {run.seed} "
+                  f"({elapsed:.0f} s, ~{elapsed / i * (len(runs) - i):.0f} s left)", file=sys.stderr, flush=True)  # fmt: skip
+
+
 def tv_records(
     sweep: Sweep, zooms: Sequence[float] = DEFAULT_ZOOMS, planes: int = DEFAULT_PLANES,
     resolution: int = DEFAULT_RESOLUTION, seed: int | None = 0, device: str = "cpu", data_root: str | None = None,
-    keep_images: int = 0, batch_size: int | None = None,
+    keep_images: int = 0, batch_size: int | None = None, verbose: bool = False,
 ) -> tuple[pd.DataFrame, dict[str, list[dict]]]:
     """One row per (run, zoom, plane), all runs of one dataset on identical planes (same seed)."""
     frames, images = [], {}
-    for run in _runs(sweep).itertuples(index=False):
+    for run in _each_run(sweep, "decision planes", verbose):
         module, dm, _ = load_run(run.run_dir, device, data_root)
         x, _ = test_inputs(dm)
         inputs = (x - torch.tensor(dm.mean).view(1, -1, 1, 1)) / torch.tensor(dm.std).view(1, -1, 1, 1)
@@ -76,11 +90,11 @@ def tv_table(records: pd.DataFrame, per: str = "run") -> pd.DataFrame:
 def robustness_records(
     sweep: Sweep, attacks: Sequence[str] = ("fgsm", "pgd", "noise"), eps: Sequence[float] = DEFAULT_EPS,
     n_test: int | None = 1000, device: str = "cpu", data_root: str | None = None, pgd_steps: int = 10,
-    seed: int = 0, pgd_step_size: float | None = None, pgd_random_start: bool = True,
+    seed: int = 0, pgd_step_size: float | None = None, pgd_random_start: bool = True, verbose: bool = False,
 ) -> pd.DataFrame:
     """Accuracy (%) under each attack and ε, and the exact mean ‖J‖_F on the same test inputs, per run."""
     rows = []
-    for run in _runs(sweep).itertuples(index=False):
+    for run in _each_run(sweep, "robustness", verbose):
         module, dm, results = load_run(run.run_dir, device, data_root)
         norm = results.get("normalization") or {"mean": list(dm.mean), "std": list(dm.std)}
         model = PixelModel(module.model, norm["mean"], norm["std"]).to(device).eval()
