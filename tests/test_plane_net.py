@@ -8,7 +8,14 @@ from hydra.utils import instantiate
 from torch import nn
 
 from regnet.analysis.boundaries import decision_plane, orthonormal_directions
-from regnet.analysis.plane_net import ChainModel, layer_chain, pool_first
+from regnet.analysis.plane_net import (
+    ChainModel,
+    _max_pool_channels_last,
+    flatten_channels_last,
+    layer_chain,
+    pool_first,
+    tanh_as_sigmoid,
+)
 from regnet.models.lenet import LeNet
 from tests.conftest import CONF, compose_cfg
 
@@ -97,3 +104,54 @@ def test_models_that_are_not_chains_fall_back():
     x0 = torch.randn(1, 4, 4)
     v1, v2 = orthonormal_directions((1, 4, 4))
     assert decision_plane(model, x0, v1, v2, 0.5, 8).shape == (8, 8)
+
+
+def _run(layers, x):
+    for layer in layers:
+        x = layer(x)
+    return x
+
+
+def test_tanh_becomes_sigmoid_only_between_affine_layers_and_the_chain_computes_the_same():
+    torch.manual_seed(0)
+    # the chain after a first layer whose output x is (3, 8, 8)
+    layers = [nn.Tanh(), nn.Conv2d(3, 4, 3), nn.MaxPool2d(2), nn.Tanh(), nn.Flatten(), nn.Linear(36, 8, bias=False),
+              nn.Tanh(), nn.Dropout(0.5), nn.Linear(8, 5)]  # fmt: skip
+    layers = [m.eval() for m in layers]
+    scale, folded = tanh_as_sigmoid(layers)
+    assert scale == 2 and [type(m) for m in folded].count(nn.Sigmoid) == 3 and nn.Tanh not in map(type, folded)
+    assert layers[1].weight is not folded[1].weight  # the model's own layers are untouched
+    x = torch.randn(16, 3, 8, 8) * 3
+    with torch.no_grad():
+        torch.testing.assert_close(_run(folded, scale * x), _run(layers, x), rtol=1e-5, atol=1e-5)
+    padded = [nn.Tanh(), nn.Conv2d(3, 4, 3, padding=1)]  # zero padding is tanh's 0, i.e. σ = 1/2: not folded
+    assert tanh_as_sigmoid(padded) == (1.0, padded)
+    last = [nn.Linear(4, 4), nn.Tanh()]  # nothing after the tanh to absorb 2s − 1
+    assert tanh_as_sigmoid(last) == (1.0, last)
+
+
+@pytest.mark.parametrize(("k", "size"), [(2, 10), (2, 7), (3, 9), (1, 4)])
+def test_channels_last_max_pool_is_max_pool2d(k, size):
+    x = torch.randn(5, 6, size, size + 1).contiguous(memory_format=torch.channels_last)
+    assert torch.equal(_max_pool_channels_last(x, k), nn.functional.max_pool2d(x, k))
+
+
+def test_channels_last_flatten_feeds_the_same_numbers_to_the_linear():
+    torch.manual_seed(0)
+    layers = [nn.Conv2d(2, 3, 3), nn.Flatten(), nn.Dropout(), nn.Linear(3 * 4 * 5, 7)]
+    layers = [m.eval() for m in layers]
+    x = torch.randn(4, 2, 6, 7).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        new = flatten_channels_last(layers, (2, 6, 7), x.device)
+        assert type(new[1]).__name__ == "FlattenHWC" and new[3] is not layers[3]
+        torch.testing.assert_close(_run(new, x), _run(layers, x))
+
+
+def test_grid_logits_are_the_pointwise_logits():
+    torch.manual_seed(0)
+    model = LeNet().eval()
+    x0, v1, v2 = torch.randn(3, 1, 28, 28)
+    net = ChainModel.parse(model).plane(x0, v1, v2)
+    a, b = torch.linspace(-30, 30, 3), torch.linspace(-20, 20, 5)
+    aa, bb = torch.meshgrid(a, b, indexing="ij")
+    torch.testing.assert_close(net.logits(a, b, grid=True), net.logits(aa.reshape(-1), bb.reshape(-1)))

@@ -117,8 +117,9 @@ def decision_plane(
     a, b = a.reshape(-1).to(device, torch.float32), b.reshape(-1).to(device, torch.float32)  # (R²,)
     chain = (chain or ChainModel.parse(model)) if fast else None
     if chain is not None:
-        net = chain.plane(x0, v1, v2)
-        out = torch.cat([net.logits(a_, b_).argmax(-1) for a_, b_ in zip(a.split(batch_size), b.split(batch_size))])
+        net, axis32 = chain.plane(x0, v1, v2), axis.to(device, torch.float32)
+        rows = max(1, batch_size // resolution)  # whole grid rows per pass
+        out = torch.cat([net.logits(a_, axis32, grid=True).argmax(-1) for a_ in axis32.split(rows)])
         return out.view(resolution, resolution).cpu()
     first = first_linear_layer(model, x0.unsqueeze(0)) if fast else None
     if first is not None:  # plane in the first layer's output space: (1, C', H', W') each
