@@ -104,9 +104,14 @@ FASHION = Path("/usr/share/datasets/fashion-mnist")
 @pytest.mark.slow
 @pytest.mark.skipif(not (FASHION / "train-images-idx3-ubyte.gz").is_file(), reason="Debian dataset-fashion-mnist not installed")
 def test_lenet_one_epoch_on_real_fashion_mnist(tmp_path):
-    """Real data: one epoch of LeNet on Fashion-MNIST (60k images) reaches ≥ 80 % test accuracy."""
+    """Real data: one epoch of LeNet on Fashion-MNIST (60k images) reaches ≥ 80 % test accuracy; the analysis
+    reloads the run where its data folder is absent (another working directory) from the Debian files."""
     cfg = compose_cfg(["data=fashion_mnist", f"data.root={tmp_path / 'data'}", "trainer.max_epochs=1",
                        "trainer.accelerator=cpu", "sched=none", "optim.lr=0.05"], return_hydra_config=True)
     results = train(cfg, tmp_path / "run")
     assert results["global_step"] == 600
     assert results["test_acc"] >= 0.80, results["test_acc"]
+    from regnet.analysis import load_run
+
+    _, dm, _ = load_run(tmp_path / "run", data_root=str(tmp_path / "elsewhere"))
+    assert len(dm.splits["test"][0]) == 10_000

@@ -133,6 +133,7 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu", data_root:
     state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
     module.load_state_dict(state, strict=False)
     module.to(device).eval()
+    datamodule.prepare_data()  # as training does: copy from a local source (or download) if the files are not there
     datamodule.setup("test")
     return module, datamodule, results
 
