@@ -1,4 +1,4 @@
-"""The results notebooks run top to bottom on a tiny sweep (a cell error fails the test)."""
+"""The results notebooks run top to bottom on a tiny sweep (a cell error fails the test) and show their figures."""
 
 import nbformat
 import pytest
@@ -23,3 +23,5 @@ def test_notebook_runs_on_a_tiny_sweep(name, tiny_sweep, monkeypatch):
     text = "".join(o.get("text", "") + str(o.get("data", {}).get("text/markdown", "")) for c in nb.cells
                    if c.cell_type == "code" for o in c.outputs)  # fmt: skip
     assert "| lenet | mnist | l2 |" in text  # the accuracy table was rebuilt
+    pngs = sum("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert pngs >= 2 + 3, pngs  # example planes of both variants and the three robustness curves, as images

@@ -3,14 +3,16 @@ L2 reaches the optimizer as weight decay with the configured scale."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
+from regnet.callbacks.divergence import Diverged
 from regnet.models.lenet import LeNet
 from regnet.module import RegNetModule
 from regnet.regularizers.base import weight_matrices
 from regnet.regularizers.l2 import L2
-from regnet.regularizers.svb import SVB, SVBCallback, svb_project_
+from regnet.regularizers.svb import SVB, SVBCallback, robust_svd, svb_project_, svd_gesvd
 
 
 def singular_values(model: nn.Module) -> list[torch.Tensor]:
@@ -84,3 +86,30 @@ def test_l2_is_weight_decay_in_the_optimizer():
     assert torch.allclose(w, before * (1 - 0.1 * 5e-4))
     plain = RegNetModule(LeNet(), num_classes=10).configure_optimizers()
     assert plain.param_groups[0]["weight_decay"] == 0
+
+
+def test_svd_fallback_and_repeated_singular_values():
+    torch.manual_seed(0)
+    w = torch.randn(40, 90)
+    u, s, vh = svd_gesvd(w)  # the last-resort driver: a true SVD of w
+    assert u.dtype == w.dtype and s.shape == (40,)
+    torch.testing.assert_close((u * s) @ vh, w, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(s, torch.linalg.svdvals(w), rtol=1e-5, atol=1e-5)
+    q = torch.nn.init.orthogonal_(torch.empty(64, 576))  # all 64 singular values 1, as SVB starts from
+    u, s, vh = robust_svd(q + 1e-7 * torch.randn(64, 576))
+    torch.testing.assert_close(s, torch.ones(64), rtol=1e-4, atol=1e-4)
+
+
+def test_svb_on_non_finite_weights_reports_divergence():
+    model = LeNet()
+    module = RegNetModule(model, num_classes=10)
+    callback = SVBCallback(eps=0.05, every=1)
+    trainer = _FakeTrainer()
+    callback.on_train_start(trainer, module)
+    with torch.no_grad():
+        model.classifier[0].weight[0, 0] = float("nan")
+    trainer.global_step = 1
+    with pytest.raises(Diverged, match="step 1"):
+        callback.on_train_batch_end(trainer, module, None, None, 0)
+    with pytest.raises(FloatingPointError, match="classifier.0"):
+        svb_project_(model, 0.05)

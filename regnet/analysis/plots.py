@@ -1,4 +1,8 @@
-"""Figures (matplotlib, Agg backend), each written atomically: rendered to a temp file, then renamed."""
+"""Figures, each written atomically: rendered to a temp file, then renamed.
+
+Figures are built with matplotlib's object API (``matplotlib.figure.Figure``), never through pyplot: no
+backend is chosen or needed (headless runs just work), nothing is left open in a notebook, and a notebook
+shows a figure with ``display(fig)`` after ``%matplotlib inline``."""
 
 from __future__ import annotations
 
@@ -6,16 +10,19 @@ import os
 import tempfile
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+
+def subplots(nrows: int = 1, ncols: int = 1, figsize: tuple[float, float] = (5, 3.5), squeeze: bool = True):
+    """(figure, axes) like ``pyplot.subplots``, without pyplot."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols, squeeze=squeeze)
 
 
 def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
-    """Save ``fig`` as PNG to ``path`` atomically (temp file + rename) and close it."""
+    """Save ``fig`` as PNG to ``path`` atomically (temp file + rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
@@ -26,8 +33,6 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    finally:
-        plt.close(fig)
     return path
 
 
@@ -35,7 +40,7 @@ def plot_planes(images: list[dict], title: str, num_classes: int = 10):
     """Grid of label images: one column per zoom, one row per plane; x0 marked at the centre."""
     zooms = sorted({im["zoom"] for im in images}, reverse=True)
     planes = sorted({im["plane"] for im in images})
-    fig, axes = plt.subplots(len(planes), len(zooms), figsize=(2.6 * len(zooms), 2.6 * len(planes)), squeeze=False)
+    fig, axes = subplots(len(planes), len(zooms), figsize=(2.6 * len(zooms), 2.6 * len(planes)), squeeze=False)
     for im in images:
         ax = axes[planes.index(im["plane"]), zooms.index(im["zoom"])]
         h = 1.0 / im["zoom"]
@@ -50,7 +55,7 @@ def plot_planes(images: list[dict], title: str, num_classes: int = 10):
 
 def plot_curves(df: pd.DataFrame, x: str, title: str, ylabel: str = "accuracy (%)"):
     """Mean ± ci95 curves, one line per variant; ``df`` has columns variant, x, mean, ci95."""
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig, ax = subplots(figsize=(5, 3.5))
     for variant, g in df.groupby("variant"):
         g = g.sort_values(x)
         ax.plot(g[x], g["mean"], marker="o", ms=3, label=variant)
@@ -67,7 +72,7 @@ def plot_curves(df: pd.DataFrame, x: str, title: str, ylabel: str = "accuracy (%
 def plot_matrix(matrix: np.ndarray, title: str = "confusion matrix"):
     """Confusion matrix, rows = true class, columns = predicted class."""
     n = len(matrix)
-    fig, ax = plt.subplots(figsize=(max(4, n * 0.45), max(4, n * 0.45)))
+    fig, ax = subplots(figsize=(max(4, n * 0.45), max(4, n * 0.45)))
     ax.imshow(matrix, cmap="Blues")
     if n <= 20:
         for i in range(n):
@@ -82,7 +87,7 @@ def plot_matrix(matrix: np.ndarray, title: str = "confusion matrix"):
 def plot_gallery(images: np.ndarray, captions: list[str], title: str):
     """Images (N, C, H, W) in [0, 1] in a row with captions."""
     n = max(1, len(images))
-    fig, axes = plt.subplots(1, n, figsize=(1.4 * n, 1.8), squeeze=False)
+    fig, axes = subplots(1, n, figsize=(1.4 * n, 1.8), squeeze=False)
     for ax in axes[0]:
         ax.axis("off")
     for ax, img, cap in zip(axes[0], images, captions):

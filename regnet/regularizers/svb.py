@@ -9,9 +9,11 @@ orthogonal initialisation (all singular values 1), as in the paper and the seed-
 from __future__ import annotations
 
 import lightning as L
+import scipy.linalg
 import torch
-from torch import nn
+from torch import Tensor, nn
 
+from regnet.callbacks.divergence import Diverged
 from regnet.regularizers.base import Regularizer, check_positive, weight_matrices
 
 
@@ -19,10 +21,33 @@ from regnet.regularizers.base import Regularizer, check_positive, weight_matrice
 def svb_project_(module: nn.Module, eps: float) -> None:
     """Clip the singular values of every Conv/Linear weight of ``module`` into [1/(1+eps), 1+eps], in place."""
     check_positive("eps", eps, allow_zero=False)
-    for _, _, w in weight_matrices(module):
-        u, s, vh = torch.linalg.svd(w.float(), full_matrices=False)  # w: (out, in·k·k)
+    for name, _, w in weight_matrices(module):
+        if not bool(torch.isfinite(w).all()):
+            raise FloatingPointError(f"{name or 'weight'} has NaN/Inf entries: its singular values cannot be bounded")
+        u, s, vh = robust_svd(w.float())  # w: (out, in·k·k)
         s = s.clamp(1.0 / (1.0 + eps), 1.0 + eps)
         w.copy_(((u * s) @ vh).to(w.dtype))
+
+
+def robust_svd(w: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Thin SVD of a finite matrix. ``torch.linalg.svd`` (LAPACK gesdd on the CPU) can fail to converge on
+    matrices with many nearly equal singular values — what SVB produces; then retry in float64, and last with
+    LAPACK's slower but always-converging QR-iteration driver (gesvd, through SciPy)."""
+    try:
+        return torch.linalg.svd(w, full_matrices=False)
+    except torch.linalg.LinAlgError:
+        pass
+    try:
+        return tuple(t.to(w.dtype) for t in torch.linalg.svd(w.double(), full_matrices=False))
+    except torch.linalg.LinAlgError:
+        pass
+    return svd_gesvd(w)
+
+
+def svd_gesvd(w: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Thin SVD through LAPACK gesvd (QR iteration), in float64 on the CPU; returned in w's dtype and device."""
+    u, s, vh = scipy.linalg.svd(w.detach().double().cpu().numpy(), full_matrices=False, lapack_driver="gesvd")
+    return tuple(torch.from_numpy(t).to(w.device, w.dtype) for t in (u, s, vh))
 
 
 @torch.no_grad()
@@ -46,7 +71,10 @@ class SVBCallback(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step
         if step != self._last_step and step % self.every == 0:
-            svb_project_(pl_module.model, self.eps)
+            try:
+                svb_project_(pl_module.model, self.eps)
+            except FloatingPointError as err:  # the step overflowed the weights: the run has diverged
+                raise Diverged(step, float("nan")) from err
         self._last_step = step
 
     def on_train_start(self, trainer, pl_module) -> None:
