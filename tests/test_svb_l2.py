@@ -36,13 +36,18 @@ class _FakeTrainer:
     global_step = 0
 
 
-def test_svb_callback_fires_only_every_n_steps():
-    torch.manual_seed(0)
+def _svb_setup(every: int) -> tuple[LeNet, RegNetModule, SVBCallback, _FakeTrainer]:
+    """A LeNet in a RegNetModule with an SVB callback started by a (step-counting) trainer stand-in."""
     model = LeNet()
     module = RegNetModule(model, num_classes=10)
-    callback = SVBCallback(eps=0.05, every=3)
-    trainer = _FakeTrainer()
+    callback, trainer = SVBCallback(eps=0.05, every=every), _FakeTrainer()
     callback.on_train_start(trainer, module)
+    return model, module, callback, trainer
+
+
+def test_svb_callback_fires_only_every_n_steps():
+    torch.manual_seed(0)
+    model, module, callback, trainer = _svb_setup(every=3)
     with torch.no_grad():
         for p in model.parameters():
             p.mul_(3.0)
@@ -101,11 +106,7 @@ def test_svd_fallback_and_repeated_singular_values():
 
 
 def test_svb_on_non_finite_weights_reports_divergence():
-    model = LeNet()
-    module = RegNetModule(model, num_classes=10)
-    callback = SVBCallback(eps=0.05, every=1)
-    trainer = _FakeTrainer()
-    callback.on_train_start(trainer, module)
+    model, module, callback, trainer = _svb_setup(every=1)
     with torch.no_grad():
         model.classifier[0].weight[0, 0] = float("nan")
     trainer.global_step = 1

@@ -113,14 +113,14 @@ def decision_plane(
     device = next((p.device for p in model.parameters()), x0.device)
     batch_size = batch_size or (CPU_BATCH if device.type == "cpu" else GPU_BATCH)
     x0, v1, v2 = (t.to(device=device, dtype=torch.float32) for t in (x0, v1, v2))
-    a, b = torch.meshgrid(axis, axis, indexing="ij")  # (R, R) each
-    a, b = a.reshape(-1).to(device, torch.float32), b.reshape(-1).to(device, torch.float32)  # (R²,)
     chain = (chain or ChainModel.parse(model)) if fast else None
     if chain is not None:
         net, axis32 = chain.plane(x0, v1, v2), axis.to(device, torch.float32)
         rows = max(1, batch_size // resolution)  # whole grid rows per pass
         out = torch.cat([net.logits(a_, axis32, grid=True).argmax(-1) for a_ in axis32.split(rows)])
         return out.view(resolution, resolution).cpu()
+    a, b = torch.meshgrid(axis, axis, indexing="ij")  # (R, R) each
+    a, b = a.reshape(-1).to(device, torch.float32), b.reshape(-1).to(device, torch.float32)  # (R²,)
     first = first_linear_layer(model, x0.unsqueeze(0)) if fast else None
     if first is not None:  # plane in the first layer's output space: (1, C', H', W') each
         base, d1, d2 = first(x0.unsqueeze(0)), _linear_part(first, v1.unsqueeze(0)), _linear_part(first, v2.unsqueeze(0))
