@@ -1,6 +1,7 @@
-"""Time the decision-boundary TV table for one LeNet: zooms × planes × resolution² grid points.
+"""Time the decision-boundary TV table of LeNets: models × zooms × planes × resolution² grid points.
 
-    python benchmarks/decision_planes.py                       # 3 zooms × 50 planes × 250², CPU or GPU
+    python benchmarks/decision_planes.py                       # one LeNet, 3 zooms × 50 planes × 250², CPU or GPU
+    python benchmarks/decision_planes.py --models 30           # a 30-run sweep's worth (the seed-000 grid)
     python benchmarks/decision_planes.py --planes 5 --threads 2 --json out.json
 
 Prints (and optionally writes) JSON: seconds in total and per plane, points per second, device, settings.
@@ -27,6 +28,7 @@ from regnet.models.lenet import LeNet  # noqa: E402
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--models", type=int, default=1, help="LeNets to analyse one after another (each its own weights)")
     p.add_argument("--planes", type=int, default=50)
     p.add_argument("--zooms", type=float, nargs="+", default=[0.025, 0.01, 0.001])
     p.add_argument("--resolution", type=int, default=250)
@@ -37,22 +39,28 @@ def main() -> None:
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.models < 1:
+        p.error(f"--models {args.models} is invalid: it must be ≥ 1")
     torch.manual_seed(0)
-    model = LeNet().to(args.device).eval()
+    models = [LeNet().to(args.device).eval() for _ in range(args.models)]
     inputs = torch.randn(100, 1, 28, 28)
-    boundary_records(model, inputs, args.zooms[:1], 1, 16, seed=0)  # warm-up
+    boundary_records(models[0], inputs, args.zooms[:1], 1, 16, seed=0)  # warm-up
     if args.device.startswith("cuda"):
         torch.cuda.synchronize()
     start = time.perf_counter()
-    records, _ = boundary_records(model, inputs, args.zooms, args.planes, args.resolution, 0, args.batch_size)
+    n_images = 0
+    for model in models:
+        records, _ = boundary_records(model, inputs, args.zooms, args.planes, args.resolution, 0, args.batch_size)
+        n_images += len(records)
     if args.device.startswith("cuda"):
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
-    n_images = len(records)
     out = {
-        "benchmark": "decision_planes", "model": "lenet", "zooms": args.zooms, "planes": args.planes,
+        "benchmark": "decision_planes", "model": "lenet", "models": args.models, "zooms": args.zooms,
+        "planes": args.planes,
         "resolution": args.resolution, "batch_size": args.batch_size, "label_images": n_images,
-        "seconds": round(seconds, 3), "seconds_per_image": round(seconds / n_images, 4),
+        "seconds": round(seconds, 3), "seconds_per_model": round(seconds / args.models, 3),
+        "seconds_per_image": round(seconds / n_images, 4),
         "points_per_s": round(n_images * args.resolution**2 / seconds),
         "seconds_3x50_extrapolated": round(seconds / n_images * 150, 1),
         "device": args.device + (f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else ""),
