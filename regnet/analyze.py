@@ -13,6 +13,9 @@ Finds every ``results.json`` below ``<dir>``, groups runs by (model, data, varia
 - ``runs/<run>/`` confusion matrix, top-k error, galleries, learning curves, singular values — with
   ``--diagnostics``.
 Every file is written atomically; with no runs below ``<dir>`` it exits with a one-line error and writes nothing.
+Each run's plane and attack records are also kept in ``<out>/cache/`` as soon as they are computed and reused by
+the next call with the same settings, so an interrupted analysis resumes and added seeds cost only themselves
+(``--no-cache`` recomputes everything; :mod:`regnet.analysis.cache`).
 """
 
 from __future__ import annotations
@@ -46,6 +49,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--diagnostics", action="store_true", help="per-run confusion matrix, galleries, curves, SVs")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:1 ...")
     p.add_argument("--data-root", default=None, help="override data.root of the runs (data moved since training)")
+    p.add_argument("--cache", action=argparse.BooleanOptionalAction, default=True,
+                   help="keep each run's planes and attack results in <out>/cache and reuse them on the next call "
+                        "with the same settings (resume after an interruption, add seeds cheaply)")  # fmt: skip
     return p.parse_args(argv)
 
 
@@ -78,6 +84,7 @@ def analyze(args: argparse.Namespace) -> Path:
     check_args(args)
     sweep = A.find_runs(args.dir)
     out = args.out or args.dir / "analysis"
+    cache_dir = out / "cache" if args.cache else None
     if not sweep.completed:
         raise A.NoRunsError(f"no completed runs below {args.dir}: " + "; ".join(f"{p['run_dir']} {p['status']}" for p in sweep.problems))
     # build everything in a temp dir next to ``out`` and move it in at the end: no partial analysis on failure
@@ -96,7 +103,8 @@ def analyze(args: argparse.Namespace) -> Path:
             print(f"[regnet] {p['status']}: {p['run_dir']} {p['reason']}")
         if args.planes:
             records, images = A.tv_records(sweep, args.zooms, args.planes, args.resolution, args.seed, args.device,
-                                           args.data_root, keep_images=args.example_planes, verbose=True)  # fmt: skip
+                                           args.data_root, keep_images=args.example_planes, verbose=True,
+                                           cache_dir=cache_dir)  # fmt: skip
             write_atomic(stage / "tv_planes.csv", records.to_csv(index=False))
             tv = A.tv_table(records)
             _csv_md(tv, stage, "tv")
@@ -109,7 +117,7 @@ def analyze(args: argparse.Namespace) -> Path:
         if args.attacks:
             rec = A.robustness_records(sweep, args.attack_list, args.eps, args.n_test, args.device, args.data_root,
                                        args.pgd_steps, args.seed, args.pgd_step_size, args.pgd_random_start,
-                                       verbose=True)  # fmt: skip
+                                       verbose=True, cache_dir=cache_dir)  # fmt: skip
             write_atomic(stage / "robustness_runs.csv", rec.to_csv(index=False))
             rob = A.robustness_table(rec)
             _csv_md(rob, stage, "robustness")

@@ -119,3 +119,45 @@ def test_analyze_end_to_end_on_a_tiny_trained_sweep(tiny_sweep, capsys):
     diag = next((out / "runs").iterdir())
     assert {"confusion_matrix.csv", "learning_curves.png", "singular_values.png"} <= {p.name for p in diag.iterdir()}
     assert not list(out.parent.glob(".out.*"))  # the staging directory is gone
+
+
+def test_analyze_reuses_each_runs_saved_records_and_recomputes_when_anything_changes(tiny_sweep, tmp_path, capsys):
+    import os
+
+    out = tmp_path / "analysis"
+    planes = [str(tiny_sweep), "--out", str(out), "--planes", "1", "--zooms", "0.1", "--resolution", "8"]
+    attacks = ["--attacks", "--attack-list", "fgsm", "--eps", "0", "0.1", "--n-test", "16"]
+    assert main(planes + attacks) == 0
+    tv_files = sorted((out / "cache").glob("tv-*.pt"))
+    assert len(tv_files) == 4 and len(list((out / "cache").glob("robustness-*.pt"))) == 4
+    first = pd.read_csv(out / "tv_planes.csv")
+
+    def mark(path):  # change one saved record: a call that prints it read the cache instead of recomputing
+        saved = torch.load(path, weights_only=True)
+        saved["value"][0][0]["tv_aniso_boundary"] = -1.0
+        torch.save(saved, path)
+
+    def marked():
+        return int((pd.read_csv(out / "tv_planes.csv")["tv_aniso_boundary"] == -1.0).sum())
+
+    mark(tv_files[0])
+    capsys.readouterr()
+    assert main(planes + attacks) == 0
+    assert capsys.readouterr().err.count("[cached]") == 8  # 4 runs × (planes, attacks)
+    assert marked() == 1
+    second = pd.read_csv(out / "tv_planes.csv")
+    pd.testing.assert_frame_equal(first.drop(columns="tv_aniso_boundary"), second.drop(columns="tv_aniso_boundary"))
+    pd.testing.assert_frame_equal(first[second["tv_aniso_boundary"] != -1.0], second[second["tv_aniso_boundary"] != -1.0])
+
+    assert main(planes + ["--no-cache"]) == 0 and marked() == 0  # recomputed; the cache is left as it was
+    assert main(planes + ["--resolution", "9"]) == 0 and marked() == 0  # other settings: another key
+    tv_files[0].write_bytes(b"not a torch file")  # unreadable: recomputed and rewritten, no crash
+    capsys.readouterr()
+    assert main(planes) == 0 and marked() == 0
+    assert capsys.readouterr().err.count("[cached]") == 3
+    mark(tv_files[0])
+    for ckpt in tiny_sweep.rglob("last.ckpt"):  # a retrained run has a new checkpoint: recomputed
+        os.utime(ckpt, ns=(ckpt.stat().st_atime_ns, ckpt.stat().st_mtime_ns + 1_000_000_000))
+    capsys.readouterr()
+    assert main(planes) == 0 and marked() == 0
+    assert "[cached]" not in capsys.readouterr().err

@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from regnet.results import RESULTS
 
 SKIP_DIRS = {"analysis", "checkpoints", ".hydra", ".submitit"}
+LAST_CHECKPOINT = "checkpoints/last.ckpt"  # what load_run loads, relative to the run directory
 
 
 class NoRunsError(FileNotFoundError):
@@ -127,7 +128,7 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu", data_root:
             cfg.data.root = str(data_root)
         cfg.data.on_device = False
     module, datamodule, _ = build(cfg)
-    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    ckpt = run_dir / LAST_CHECKPOINT
     if not ckpt.is_file():
         raise FileNotFoundError(f"{ckpt} is missing: the run has no checkpoint to analyse (train it, or drop it from the sweep)")
     state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]

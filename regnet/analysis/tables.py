@@ -8,12 +8,15 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import torch
 
 from regnet.analysis.attacks import PixelModel, attack_accuracy, jacobian_norms
 from regnet.analysis.boundaries import DEFAULT_PLANES, DEFAULT_RESOLUTION, DEFAULT_ZOOMS, boundary_records
+from regnet.analysis.cache import cached, run_key
 from regnet.analysis.runs import Sweep, load_run, test_inputs
 from regnet.analysis.stats import mean_ci, summarize
 
@@ -37,30 +40,41 @@ def _runs(sweep: Sweep, limit: int | None = None) -> pd.DataFrame:
     return runs.head(limit) if limit else runs
 
 
-def _each_run(sweep: Sweep, what: str, verbose: bool) -> Iterator:
-    """The completed runs; with ``verbose``, one stderr line per finished run (these loops take minutes)."""
+def _each_run(sweep: Sweep, what: str, verbose: bool) -> Iterator[tuple[Any, list[str]]]:
+    """The completed runs, each with a list the caller may append a note to ("cached"); with ``verbose``, one
+    stderr line per finished run (these loops take minutes)."""
     runs = list(_runs(sweep).itertuples(index=False))
     start = time.perf_counter()
     for i, run in enumerate(runs, 1):
-        yield run
+        notes: list[str] = []
+        yield run, notes
         if verbose:
             elapsed = time.perf_counter() - start
-            print(f"[regnet] {what} {i}/{len(runs)}: {run.model} {run.data} {run.variant} seed {run.seed} "
-                  f"({elapsed:.0f} s, ~{elapsed / i * (len(runs) - i):.0f} s left)", file=sys.stderr, flush=True)  # fmt: skip
+            print(f"[regnet] {what} {i}/{len(runs)}: {run.model} {run.data} {run.variant} seed {run.seed}"
+                  f"{''.join(f' [{n}]' for n in notes)} ({elapsed:.0f} s, ~{elapsed / i * (len(runs) - i):.0f} s left)",
+                  file=sys.stderr, flush=True)  # fmt: skip
 
 
 def tv_records(
     sweep: Sweep, zooms: Sequence[float] = DEFAULT_ZOOMS, planes: int = DEFAULT_PLANES,
     resolution: int = DEFAULT_RESOLUTION, seed: int | None = 0, device: str = "cpu", data_root: str | None = None,
-    keep_images: int = 0, batch_size: int | None = None, verbose: bool = False,
+    keep_images: int = 0, batch_size: int | None = None, verbose: bool = False, cache_dir: str | Path | None = None,
 ) -> tuple[pd.DataFrame, dict[str, list[dict]]]:
-    """One row per (run, zoom, plane), all runs of one dataset on identical planes (same seed)."""
+    """One row per (run, zoom, plane), all runs of one dataset on identical planes (same seed). ``cache_dir``:
+    keep each run's records there and reuse them (:mod:`regnet.analysis.cache`)."""
     frames, images = [], {}
-    for run in _each_run(sweep, "decision planes", verbose):
-        module, dm, _ = load_run(run.run_dir, device, data_root)
-        x, _ = test_inputs(dm)
-        inputs = (x - torch.tensor(dm.mean).view(1, -1, 1, 1)) / torch.tensor(dm.std).view(1, -1, 1, 1)
-        recs, ims = boundary_records(module.model, inputs, zooms, planes, resolution, seed, batch_size, keep_images)
+    params = {"zooms": [float(z) for z in zooms], "planes": planes, "resolution": resolution, "seed": seed,
+              "keep_images": keep_images, "data_root": data_root}  # fmt: skip
+    for run, notes in _each_run(sweep, "decision planes", verbose):
+
+        def compute(run=run) -> tuple[list[dict], list[dict]]:
+            module, dm, _ = load_run(run.run_dir, device, data_root)
+            x, _ = test_inputs(dm)
+            inputs = (x - torch.tensor(dm.mean).view(1, -1, 1, 1)) / torch.tensor(dm.std).view(1, -1, 1, 1)
+            return boundary_records(module.model, inputs, zooms, planes, resolution, seed, batch_size, keep_images)
+
+        (recs, ims), hit = cached(cache_dir, "tv", run_key(run.run_dir, sweep.root) | params, compute)
+        notes += ["cached"] if hit else []
         df = pd.DataFrame(recs)
         for k in KEYS + ["seed", "run_dir"]:
             df[k] = getattr(run, k)
@@ -91,21 +105,33 @@ def robustness_records(
     sweep: Sweep, attacks: Sequence[str] = ("fgsm", "pgd", "noise"), eps: Sequence[float] = DEFAULT_EPS,
     n_test: int | None = 1000, device: str = "cpu", data_root: str | None = None, pgd_steps: int = 10,
     seed: int = 0, pgd_step_size: float | None = None, pgd_random_start: bool = True, verbose: bool = False,
+    cache_dir: str | Path | None = None,
 ) -> pd.DataFrame:
-    """Accuracy (%) under each attack and ε, and the exact mean ‖J‖_F on the same test inputs, per run."""
+    """Accuracy (%) under each attack and ε, and the exact mean ‖J‖_F on the same test inputs, per run.
+    ``cache_dir``: keep each run's rows there and reuse them (:mod:`regnet.analysis.cache`)."""
     rows = []
-    for run in _each_run(sweep, "robustness", verbose):
-        module, dm, results = load_run(run.run_dir, device, data_root)
-        norm = results.get("normalization") or {"mean": list(dm.mean), "std": list(dm.std)}
-        model = PixelModel(module.model, norm["mean"], norm["std"]).to(device).eval()
-        x, y = test_inputs(dm, n_test)
+    params = {"attacks": list(attacks), "eps": [float(e) for e in eps], "n_test": n_test, "data_root": data_root,
+              "pgd_steps": pgd_steps, "seed": seed, "pgd_step_size": pgd_step_size,
+              "pgd_random_start": pgd_random_start}  # fmt: skip
+    for run, notes in _each_run(sweep, "robustness", verbose):
+
+        def compute(run=run) -> list[dict]:
+            module, dm, results = load_run(run.run_dir, device, data_root)
+            norm = results.get("normalization") or {"mean": list(dm.mean), "std": list(dm.std)}
+            model = PixelModel(module.model, norm["mean"], norm["std"]).to(device).eval()
+            x, y = test_inputs(dm, n_test)
+            out = []
+            for attack in attacks:
+                for r in attack_accuracy(model, x, y, attack, eps, seed=seed, pgd_steps=pgd_steps,
+                                         pgd_step_size=pgd_step_size, pgd_random_start=pgd_random_start):
+                    out.append(r | {"acc": 100.0 * r["acc"]})
+            j = jacobian_norms(module.model, (x - model.mean.cpu()) / model.std.cpu())
+            return out + [{"attack": "jacobian_fro", "eps": None, "acc": None, "jacobian_fro": float(j.mean()), "n_test": len(x)}]
+
+        run_rows, hit = cached(cache_dir, "robustness", run_key(run.run_dir, sweep.root) | params, compute)
+        notes += ["cached"] if hit else []
         base = {k: getattr(run, k) for k in KEYS + ["seed", "run_dir"]}
-        for attack in attacks:
-            for r in attack_accuracy(model, x, y, attack, eps, seed=seed, pgd_steps=pgd_steps,
-                                     pgd_step_size=pgd_step_size, pgd_random_start=pgd_random_start):
-                rows.append(base | r | {"acc": 100.0 * r["acc"]})
-        j = jacobian_norms(module.model, (x - model.mean.cpu()) / model.std.cpu())
-        rows.append(base | {"attack": "jacobian_fro", "eps": None, "acc": None, "jacobian_fro": float(j.mean()), "n_test": len(x)})
+        rows += [base | r for r in run_rows]
     return pd.DataFrame(rows)
 
 
