@@ -5,7 +5,8 @@ saved as soon as they are computed. The key holds the run (its path below the sw
 modification time) and every parameter the records depend on. A later call with the same key loads the records
 instead of recomputing them: after Ctrl-C or a preempted job, or when seeds are added to a sweep. A retrained
 run (new checkpoint) or different settings give a new key. Files are written atomically (temp file + rename);
-one that cannot be read is recomputed. Bump ``VERSION`` when the meaning of a record changes.
+one that cannot be read is recomputed. The key also holds regnet's version, so an upgrade recomputes; bump
+``VERSION`` when the meaning of a record changes between releases.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any, TypeVar
 
 import torch
 
+from regnet import __version__
 from regnet.analysis.runs import LAST_CHECKPOINT
 
 VERSION = 1
@@ -44,7 +46,7 @@ def cached(cache_dir: str | Path | None, kind: str, key: dict[str, Any], compute
     None. ``key``: JSON-serialisable, the run's :func:`run_key` and the parameters."""
     if cache_dir is None:
         return compute(), False
-    full = {"version": VERSION, "kind": kind} | key
+    full = {"version": VERSION, "regnet": __version__, "kind": kind} | key
     text = json.dumps(full, sort_keys=True, default=str)
     path = Path(cache_dir) / f"{kind}-{hashlib.sha256(text.encode()).hexdigest()[:20]}.pt"
     if path.is_file():
