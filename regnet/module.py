@@ -2,7 +2,8 @@
 
 Read top to bottom: ``training_step`` is the whole training path.
 Metrics are torchmetrics objects accumulated on the device and logged per epoch, so no step syncs the
-host with the device.
+host with the device. The training ones (accuracy, loss and penalty means) are saved in checkpoints, so a run
+resumed mid-epoch reports the same epoch numbers as one that never stopped.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import lightning as L
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torchmetrics import MetricCollection
+from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from regnet.losses import get_loss
@@ -29,6 +30,25 @@ class ErrorRate(MulticlassAccuracy):
 
     def compute(self) -> Tensor:
         return 1.0 - super().compute()
+
+
+class EpochMean(Metric):
+    """Mean of a per-batch scalar over an epoch, weighted by batch size (what ``self.log(..., on_epoch=True)``
+    reports), kept as device tensors: no host sync per step, and a state that checkpoints can carry."""
+
+    full_state_update = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("total", torch.zeros(()), dist_reduce_fx="sum", persistent=True)
+        self.add_state("count", torch.zeros(()), dist_reduce_fx="sum", persistent=True)
+
+    def update(self, value: Tensor, n: int) -> None:
+        self.total += value.detach() * n
+        self.count += n
+
+    def compute(self) -> Tensor:
+        return self.total / self.count
 
 
 class RegNetModule(L.LightningModule):
@@ -55,6 +75,11 @@ class RegNetModule(L.LightningModule):
         self.loss_fn = get_loss(loss)
         self.needs_input_grad = any(r.needs_input_grad for r in self.regularizers)
         self.metrics = nn.ModuleDict({f"{stage}_metrics": self._metrics(stage) for stage in STAGES})
+        # the training counts travel in checkpoints: a run resumed mid-epoch reports that epoch's numbers over
+        # all its batches, not only those after the checkpoint
+        self.metrics["train_metrics"].persistent(True)
+        names = ["data_loss", "loss"] + [r.name for r in self.regularizers]
+        self.train_means = nn.ModuleDict({name: EpochMean() for name in names})
 
     def _metrics(self, stage: str) -> MetricCollection:
         metrics = {"acc": MulticlassAccuracy(self.num_classes, top_k=1, average="micro"),
@@ -76,15 +101,20 @@ class RegNetModule(L.LightningModule):
             x = x.detach().requires_grad_(True)
         logits = self._train_forward(x)  # (N, num_classes)
         loss = self.loss_fn(logits, y)
-        self.log("train/data_loss", loss, on_step=False, on_epoch=True, sync_dist=True)
+        self._log_mean("data_loss", loss, len(y))
         for reg in self.regularizers:
             penalty = reg.penalty(self.model, x, logits, y)
             if penalty is not None:
-                self.log(f"train/{reg.name}", penalty, on_step=False, on_epoch=True, sync_dist=True)
+                self._log_mean(reg.name, penalty, len(y))
                 loss = loss + penalty
-        self.log("train/loss", loss, on_step=False, on_epoch=True, sync_dist=True)
+        self._log_mean("loss", loss, len(y))
         self._update_metrics("train", logits.detach(), y)
         return loss
+
+    def _log_mean(self, name: str, value: Tensor, n: int) -> None:
+        mean = self.train_means[name]
+        mean.update(value, n)
+        self.log(f"train/{name}", mean, on_step=False, on_epoch=True)
 
     def _train_forward(self, x: Tensor) -> Tensor:
         for reg in self.regularizers:
@@ -119,6 +149,11 @@ class RegNetModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         if "regnet_rng" in checkpoint:
             set_rng_states(checkpoint["regnet_rng"])
+        state = checkpoint.get("state_dict")
+        if state is not None:  # checkpoints saved before the training counts were: start them from zero
+            for key, value in self.state_dict().items():
+                if key.startswith(("metrics.train_metrics.", "train_means.")) and key not in state:
+                    state[key] = value
 
     # --- optimisation ---------------------------------------------------------------------------------
     def configure_optimizers(self):

@@ -32,6 +32,7 @@ from regnet.config import gpu_count, gpu_for_job
 from regnet.callbacks.divergence import DivergenceCheck, Diverged
 from regnet.callbacks.throughput import Throughput
 from regnet.errors import one_line
+from regnet.loggers.csv import CSVLogger
 from regnet.module import RegNetModule
 from regnet.results import git_commit, read_results, write_atomic, write_results
 
@@ -144,6 +145,10 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     if ckpt_path is None and last.is_file() and not cfg.force and readable_checkpoint(last):
         ckpt_path = str(last)
         print(f"[regnet] resuming from {last}")
+    if ckpt_path is None:  # from scratch: no rows of an earlier attempt (a resumed run keeps and appends to them)
+        for lg in loggers:
+            if isinstance(lg, CSVLogger):
+                lg.start_fresh()
 
     start = time.perf_counter()
     record = partial(_record, cfg, run_dir, trainer, module, datamodule, callbacks, start)

@@ -13,7 +13,8 @@ from regnet.regularizers.base import Regularizer
 from regnet.train import train
 from tests.conftest import CONF, compose_cfg, tiny
 
-MIRROR = {"model": "regnet.models", "data": "regnet.data", "reg": "regnet.regularizers", "sched": "regnet.sched"}
+MIRROR = {"model": "regnet.models", "data": "regnet.data", "reg": "regnet.regularizers", "sched": "regnet.sched",
+          "logger": "regnet.loggers"}
 
 
 def names(group: str) -> list[str]:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import pandas as pd
 import pytest
 
 from regnet.train import train
@@ -52,6 +53,11 @@ def test_sigkill_mid_epoch_then_rerun_gives_identical_results(data_root, tmp_pat
     got = json.loads((killed / "results.json").read_text())
     assert got["global_step"] == want["global_step"] == 6 * 16
     assert got["test_loss"] == want["test_loss"] and got["test_acc"] == want["test_acc"]
+    # the learning curves too: the epochs before the kill are kept, the steps trained again are not doubled
+    timing = [c for c in pd.read_csv(reference / "metrics.csv").columns if "images_per_s" in c]
+    want_log, got_log = (pd.read_csv(d / "metrics.csv").drop(columns=timing) for d in (reference, killed))
+    assert set(range(6)) <= set(want_log["epoch"].dropna())
+    pd.testing.assert_frame_equal(got_log, want_log)
 
 
 def test_same_seed_twice_identical_metrics(data_root, tmp_path):
@@ -80,3 +86,15 @@ def test_unreadable_checkpoint_is_set_aside(data_root, tmp_path):
     cfg = compose_cfg([f"data.root={data_root}", *tiny()], return_hydra_config=True)
     assert train(cfg, tmp_path)["status"] == "completed"
     assert (tmp_path / "checkpoints" / "last.ckpt.corrupt").exists()
+
+
+def test_metrics_log_has_lightnings_rows_and_a_fresh_start_replaces_it(data_root, tmp_path):
+    args = [f"data.root={data_root}", "reg=jacobian", "trainer.log_every_n_steps=1", *tiny()]
+    train(compose_cfg(args, return_hydra_config=True), tmp_path / "ours")
+    lightning = ["logger.csv._target_=lightning.pytorch.loggers.CSVLogger"]
+    train(compose_cfg(args + lightning, return_hydra_config=True), tmp_path / "lightning")
+    ours, theirs = (pd.read_csv(tmp_path / d / "metrics.csv").drop(columns="train/images_per_s") for d in ("ours", "lightning"))
+    assert len(ours) > 3 and ours["lr-SGD"].notna().sum() > 1  # per-step rows as well as per-epoch ones
+    pd.testing.assert_frame_equal(ours, theirs)  # merging repeated rows dropped none of an uninterrupted run
+    train(compose_cfg(args + ["force=true"], return_hydra_config=True), tmp_path / "ours")  # retrained from scratch
+    assert len(pd.read_csv(tmp_path / "ours" / "metrics.csv")) == len(ours)  # a fresh file, not appended to

@@ -1,0 +1,1 @@
+"""Metric loggers (``conf/logger/``)."""

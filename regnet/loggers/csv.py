@@ -1,0 +1,83 @@
+"""``metrics.csv`` that survives a resume.
+
+Lightning's CSVLogger deletes ``metrics.csv`` when it opens a directory that already has one. A run resumed from
+``checkpoints/last.ckpt`` therefore kept only the epochs after the interruption, and its learning curves started
+in the middle. This logger keeps the rows already written and appends to them. The steps between the checkpoint
+and the interruption are trained again and logged again. When the run ends, :meth:`CSVLogger.finalize` keeps only
+the last of the rows that share a step and the same columns (rewritten atomically). The finished file then reads
+as if the run had never stopped. A run that trains from scratch (first time, ``force=true``, unreadable
+checkpoint) gets a fresh file from :meth:`CSVLogger.start_fresh`, as with Lightning's logger.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import tempfile
+from pathlib import Path
+
+from lightning.fabric.loggers.logger import rank_zero_experiment
+from lightning.pytorch.loggers import CSVLogger as LightningCSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+
+class _AppendingWriter(ExperimentWriter):
+    """Appends to an existing ``metrics.csv``, whose header gives the columns so far."""
+
+    def _check_log_dir_exists(self) -> None:  # called by __init__; Lightning's deletes the file here
+        if os.path.isfile(self.metrics_file_path):
+            with open(self.metrics_file_path, newline="") as f:
+                self.metrics_keys = sorted(csv.DictReader(f).fieldnames or [])
+
+
+class CSVLogger(LightningCSVLogger):
+    """Lightning's CSVLogger (same arguments, same file), keeping earlier rows when a run resumes."""
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> _AppendingWriter:
+        if self._experiment is None:
+            os.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _AppendingWriter(log_dir=self.log_dir)
+        return self._experiment
+
+    @property
+    def metrics_file(self) -> Path:
+        return Path(self.log_dir) / ExperimentWriter.NAME_METRICS_FILE
+
+    @rank_zero_only
+    def start_fresh(self) -> None:
+        """Before training from scratch: remove the ``metrics.csv`` of an earlier attempt."""
+        self.metrics_file.unlink(missing_ok=True)
+
+    @rank_zero_only
+    def finalize(self, status: str) -> None:
+        super().finalize(status)
+        drop_repeated_rows(self.metrics_file)
+
+
+def drop_repeated_rows(path: Path) -> None:
+    """Keep the last of the rows of a Lightning ``metrics.csv`` that have the same step and the same non-empty
+    columns (a resumed run logs the steps after its checkpoint again); atomic rewrite, only if any repeat."""
+    if not path.is_file():
+        return
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        fields, rows = reader.fieldnames or [], list(reader)
+    last = {}
+    for i, row in enumerate(rows):
+        last[(row.get("step"), frozenset(k for k, v in row.items() if v not in ("", None)))] = i
+    if len(last) == len(rows):
+        return
+    keep = sorted(last.values())
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(rows[i] for i in keep)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
