@@ -63,8 +63,9 @@ def tv_records(
     """One row per (run, zoom, plane), all runs of one dataset on identical planes (same seed). ``cache_dir``:
     keep each run's records there and reuse them (:mod:`regnet.analysis.cache`)."""
     frames, images = [], {}
+    # the cache key: every setting the records depend on (not where the data lives, nor the device)
     params = {"zooms": [float(z) for z in zooms], "planes": planes, "resolution": resolution, "seed": seed,
-              "keep_images": keep_images, "data_root": data_root}  # fmt: skip
+              "keep_images": keep_images}  # fmt: skip
     for run, notes in _each_run(sweep, "decision planes", verbose):
 
         def compute(run=run) -> tuple[list[dict], list[dict]]:
@@ -110,7 +111,7 @@ def robustness_records(
     """Accuracy (%) under each attack and ε, and the exact mean ‖J‖_F on the same test inputs, per run.
     ``cache_dir``: keep each run's rows there and reuse them (:mod:`regnet.analysis.cache`)."""
     rows = []
-    params = {"attacks": list(attacks), "eps": [float(e) for e in eps], "n_test": n_test, "data_root": data_root,
+    params = {"attacks": list(attacks), "eps": [float(e) for e in eps], "n_test": n_test,
               "pgd_steps": pgd_steps, "seed": seed, "pgd_step_size": pgd_step_size,
               "pgd_random_start": pgd_random_start}  # fmt: skip
     for run, notes in _each_run(sweep, "robustness", verbose):
