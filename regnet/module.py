@@ -34,14 +34,14 @@ class ErrorRate(MulticlassAccuracy):
 
 class EpochMean(Metric):
     """Mean of a per-batch scalar over an epoch, weighted by batch size (what ``self.log(..., on_epoch=True)``
-    reports), kept as device tensors: no host sync per step, and a state that checkpoints can carry."""
+    reports), kept as device tensors: no host sync per step, and a state checkpoints can carry (``persistent``)."""
 
     full_state_update = False
 
     def __init__(self) -> None:
         super().__init__()
-        self.add_state("total", torch.zeros(()), dist_reduce_fx="sum", persistent=True)
-        self.add_state("count", torch.zeros(()), dist_reduce_fx="sum", persistent=True)
+        self.add_state("total", torch.zeros(()), dist_reduce_fx="sum")
+        self.add_state("count", torch.zeros(()), dist_reduce_fx="sum")
 
     def update(self, value: Tensor, n: int) -> None:
         self.total += value.detach() * n
@@ -75,11 +75,13 @@ class RegNetModule(L.LightningModule):
         self.loss_fn = get_loss(loss)
         self.needs_input_grad = any(r.needs_input_grad for r in self.regularizers)
         self.metrics = nn.ModuleDict({f"{stage}_metrics": self._metrics(stage) for stage in STAGES})
+        train_means = ["data_loss", "loss"] + [r.name for r in self.regularizers]
+        self.means = nn.ModuleDict({f"{stage}_means": nn.ModuleDict({name: EpochMean() for name in names})
+                                    for stage, names in (("train", train_means), ("val", ["loss"]), ("test", ["loss"]))})  # fmt: skip
         # the training counts travel in checkpoints: a run resumed mid-epoch reports that epoch's numbers over
         # all its batches, not only those after the checkpoint
         self.metrics["train_metrics"].persistent(True)
-        names = ["data_loss", "loss"] + [r.name for r in self.regularizers]
-        self.train_means = nn.ModuleDict({name: EpochMean() for name in names})
+        self.means["train_means"].apply(lambda m: m.persistent(True) if isinstance(m, EpochMean) else None)
 
     def _metrics(self, stage: str) -> MetricCollection:
         metrics = {"acc": MulticlassAccuracy(self.num_classes, top_k=1, average="micro"),
@@ -101,20 +103,16 @@ class RegNetModule(L.LightningModule):
             x = x.detach().requires_grad_(True)
         logits = self._train_forward(x)  # (N, num_classes)
         loss = self.loss_fn(logits, y)
-        self._log_mean("data_loss", loss, len(y))
+        means = self.means["train_means"]
+        means["data_loss"].update(loss, len(y))
         for reg in self.regularizers:
             penalty = reg.penalty(self.model, x, logits, y)
             if penalty is not None:
-                self._log_mean(reg.name, penalty, len(y))
+                means[reg.name].update(penalty, len(y))
                 loss = loss + penalty
-        self._log_mean("loss", loss, len(y))
-        self._update_metrics("train", logits.detach(), y)
+        means["loss"].update(loss, len(y))
+        self.metrics["train_metrics"].update(logits.detach(), y)
         return loss
-
-    def _log_mean(self, name: str, value: Tensor, n: int) -> None:
-        mean = self.train_means[name]
-        mean.update(value, n)
-        self.log(f"train/{name}", mean, on_step=False, on_epoch=True)
 
     def _train_forward(self, x: Tensor) -> Tensor:
         for reg in self.regularizers:
@@ -133,14 +131,29 @@ class RegNetModule(L.LightningModule):
     def _eval_step(self, stage: str, batch: tuple[Tensor, Tensor]) -> Tensor:
         x, y = batch
         logits = self.model(x)
-        self.log(f"{stage}/loss", self.loss_fn(logits, y), on_step=False, on_epoch=True, batch_size=len(y), sync_dist=True)
-        self._update_metrics(stage, logits, y)
+        self.means[f"{stage}_means"]["loss"].update(self.loss_fn(logits, y), len(y))
+        self.metrics[f"{stage}_metrics"].update(logits, y)
         return logits
 
-    def _update_metrics(self, stage: str, logits: Tensor, y: Tensor) -> None:
-        metrics = self.metrics[f"{stage}_metrics"]
-        metrics.update(logits, y)
-        self.log_dict(metrics, on_step=False, on_epoch=True, sync_dist=True)
+    # --- logging: once per epoch. A ``self.log`` per step costs ~0.7 ms of host time each on CPU (measured;
+    # benchmarks/RESULTS.md), more than a small model's whole step on a GPU. --------------------------------
+    def on_train_epoch_end(self) -> None:  # runs before the epoch-end checkpoint, which then holds reset counts
+        self._log_epoch("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
+
+    def _log_epoch(self, stage: str) -> None:
+        """Log the stage's epoch means and metrics (torchmetrics syncs them across processes) and reset them."""
+        metrics, means = self.metrics[f"{stage}_metrics"], self.means[f"{stage}_means"]
+        if means["loss"].count > 0:  # (one host sync per epoch) counts, not update_count: a resumed run's are restored
+            values = {f"{stage}/{name}": mean.compute() for name, mean in means.items() if mean.count > 0}
+            self.log_dict(values | metrics.compute())
+        for m in [metrics, *means.values()]:
+            m.reset()
 
     # --- checkpoints: RNG states travel with them, so a resumed run draws the same dropout masks ---------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -152,7 +165,7 @@ class RegNetModule(L.LightningModule):
         state = checkpoint.get("state_dict")
         if state is not None:  # checkpoints saved before the training counts were: start them from zero
             for key, value in self.state_dict().items():
-                if key.startswith(("metrics.train_metrics.", "train_means.")) and key not in state:
+                if key.startswith(("metrics.train_metrics.", "means.train_means.")) and key not in state:
                     state[key] = value
 
     # --- optimisation ---------------------------------------------------------------------------------

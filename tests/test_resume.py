@@ -98,3 +98,17 @@ def test_metrics_log_has_lightnings_rows_and_a_fresh_start_replaces_it(data_root
     pd.testing.assert_frame_equal(ours, theirs)  # merging repeated rows dropped none of an uninterrupted run
     train(compose_cfg(args + ["force=true"], return_hydra_config=True), tmp_path / "ours")  # retrained from scratch
     assert len(pd.read_csv(tmp_path / "ours" / "metrics.csv")) == len(ours)  # a fresh file, not appended to
+
+
+def test_epoch_end_checkpoint_holds_reset_training_counts(data_root, tmp_path):
+    """The epoch's metrics are logged and reset before the epoch-end checkpoint is written, so a run resumed from
+    it starts the next epoch from zero (a mid-epoch checkpoint carries the counts: the SIGKILL test above)."""
+    import torch
+
+    cfg = compose_cfg([f"data.root={data_root}", "reg=l1", *tiny()], return_hydra_config=True)
+    result = train(cfg, tmp_path)
+    assert {"train/acc", "train/loss", "train/data_loss", "train/l1", "test/loss", "test/acc"} <= set(result["metrics"])
+    state = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    counts = {k: v for k, v in state.items() if k.startswith(("metrics.train_metrics.", "means.train_means."))}
+    assert counts and all(not v.any() for v in counts.values())
+    assert not any(k.startswith(("metrics.val_metrics.", "means.test_means.")) for k in state)  # only training's travel
