@@ -1,8 +1,8 @@
 """``results.json``: one per run, the record analysis reads. Written atomically (temp file + rename).
 
 Schema (README, "Outputs"): model, data, reg (list), variant, seed, max_epochs, global_step, test_acc,
-test_loss, val_acc, wall_time_s, train_images_per_s, status, regnet_version, git_commit, plus everything
-else training measured under ``metrics``, and the resolved config under ``config``.
+test_loss, val_acc, wall_time_s, train_images_per_s, resumed_from_step, status, regnet_version, git_commit,
+plus everything else training measured under ``metrics``, and the resolved config under ``config``.
 """
 
 from __future__ import annotations

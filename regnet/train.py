@@ -106,15 +106,15 @@ def preflight(cfg: DictConfig, module: RegNetModule, datamodule) -> None:
         module.model.train(was_training)
 
 
-def readable_checkpoint(path: Path) -> bool:
-    """False (and the file set aside as ``*.corrupt``) if a kill interrupted the checkpoint's write."""
+def checkpoint_step(path: Path) -> int | None:
+    """The checkpoint's global step, or None (and the file set aside as ``*.corrupt``) if a kill interrupted
+    its write."""
     try:
-        torch.load(path, map_location="cpu", weights_only=False)
-        return True
+        return int(torch.load(path, map_location="cpu", weights_only=False).get("global_step", 0))
     except Exception as err:  # truncated zip, EOF, unpickling errors
         path.replace(path.with_suffix(".ckpt.corrupt"))
         print(f"[regnet] {path} is unreadable ({type(err).__name__}); starting this run from scratch")
-        return False
+        return None
 
 
 def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
@@ -140,18 +140,18 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
                                      default_root_dir=str(run_dir), **no_val)
 
-    ckpt_path = cfg.ckpt_path
+    ckpt_path, resumed_from = cfg.ckpt_path, None
     last = run_dir / "checkpoints" / "last.ckpt"
-    if ckpt_path is None and last.is_file() and not cfg.force and readable_checkpoint(last):
+    if ckpt_path is None and last.is_file() and not cfg.force and (resumed_from := checkpoint_step(last)) is not None:
         ckpt_path = str(last)
-        print(f"[regnet] resuming from {last}")
+        print(f"[regnet] resuming from {last} (step {resumed_from})")
     if ckpt_path is None:  # from scratch: no rows of an earlier attempt (a resumed run keeps and appends to them)
         for lg in loggers:
             if isinstance(lg, CSVLogger):
                 lg.start_fresh()
 
     start = time.perf_counter()
-    record = partial(_record, cfg, run_dir, trainer, module, datamodule, callbacks, start)
+    record = partial(_record, cfg, run_dir, trainer, module, datamodule, callbacks, start, resumed_from)
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}  # last epoch's train/val
@@ -169,8 +169,8 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     return record("completed", metrics)
 
 
-def _record(cfg, run_dir, trainer, module, datamodule, callbacks, start, status, metrics, *, error=None,
-            trace=None, diverged_step=None) -> dict[str, Any]:
+def _record(cfg, run_dir, trainer, module, datamodule, callbacks, start, resumed_from, status, metrics, *,
+            error=None, trace=None, diverged_step=None) -> dict[str, Any]:
     """Assemble and atomically write ``results.json`` (rank 0 only); returns it."""
     if not metrics:
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
@@ -189,6 +189,7 @@ def _record(cfg, run_dir, trainer, module, datamodule, callbacks, start, status,
         "test_loss": metrics.get("test/loss"),
         "val_acc": metrics.get("val/acc"),
         "wall_time_s": time.perf_counter() - start,
+        "resumed_from_step": resumed_from,
         "train_images_per_s": throughput.images_per_s if throughput else None,
         "device": str(module.device) + (f" ({torch.cuda.get_device_name(module.device)})" if module.device.type == "cuda" else ""),
         "regnet_version": regnet.__version__,

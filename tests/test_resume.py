@@ -52,6 +52,7 @@ def test_sigkill_mid_epoch_then_rerun_gives_identical_results(data_root, tmp_pat
     want = json.loads((reference / "results.json").read_text())
     got = json.loads((killed / "results.json").read_text())
     assert got["global_step"] == want["global_step"] == 6 * 16
+    assert want["resumed_from_step"] is None and 0 < got["resumed_from_step"] < 6 * 16
     assert got["test_loss"] == want["test_loss"] and got["test_acc"] == want["test_acc"]
     # the learning curves too: the epochs before the kill are kept, the steps trained again are not doubled
     timing = [c for c in pd.read_csv(reference / "metrics.csv").columns if "images_per_s" in c]
