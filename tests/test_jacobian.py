@@ -80,3 +80,24 @@ def test_bad_n_proj(n_proj):
 def test_negative_lambda():
     with pytest.raises(ValueError, match="lam"):
         Jacobian(lam=-0.1)
+
+
+def test_training_step_loss_carries_the_penalty_gradient_at_its_scale(batch):
+    """The module's training loss (the one Lightning backpropagates) = cross-entropy + λ · exact ½‖J‖²_F, gradient
+    included: the epoch means detach their copy of the penalty, never the penalty in the loss."""
+    from regnet.module import RegNetModule
+
+    model, lam = small_model(), 0.3
+    module = RegNetModule(model, num_classes=4, regularizers=[Jacobian(lam=lam, n_proj=-1)]).double()
+    y = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3])
+    loss = module.training_step((batch, y), 0)
+    got = torch.autograd.grad(loss, list(model.parameters()))
+    want_loss = nn.functional.cross_entropy(model(batch), y) + lam * exact_half_frobenius(model, batch)
+    want = torch.autograd.grad(want_loss, list(model.parameters()))
+    assert torch.allclose(loss, want_loss, rtol=1e-9)
+    for g, w in zip(got, want):
+        assert torch.allclose(g, w, rtol=1e-6, atol=1e-12)
+    data_only = torch.autograd.grad(nn.functional.cross_entropy(model(batch), y), list(model.parameters()))
+    assert any(not torch.allclose(g, d, rtol=1e-3) for g, d in zip(got, data_only))  # the penalty is not a no-op
+    logged = module.means["train_means"]["jacobian"].compute()  # what train/jacobian reports
+    assert float(logged) == pytest.approx(float(lam * exact_half_frobenius(model, batch)))
