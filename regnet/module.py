@@ -81,7 +81,8 @@ class RegNetModule(L.LightningModule):
         # the training counts travel in checkpoints: a run resumed mid-epoch reports that epoch's numbers over
         # all its batches, not only those after the checkpoint
         self.metrics["train_metrics"].persistent(True)
-        self.means["train_means"].apply(lambda m: m.persistent(True) if isinstance(m, EpochMean) else None)
+        for mean in self.means["train_means"].values():
+            mean.persistent(True)
 
     def _metrics(self, stage: str) -> MetricCollection:
         metrics = {"acc": MulticlassAccuracy(self.num_classes, top_k=1, average="micro"),

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = "results.json"
+LAST_CHECKPOINT = "checkpoints/last.ckpt"  # what a rerun resumes from and analysis loads, relative to the run dir
 
 
 def write_atomic(path: str | os.PathLike, text: str) -> None:

@@ -34,7 +34,7 @@ from regnet.callbacks.throughput import Throughput
 from regnet.errors import one_line
 from regnet.loggers.csv import CSVLogger
 from regnet.module import RegNetModule
-from regnet.results import git_commit, read_results, write_atomic, write_results
+from regnet.results import LAST_CHECKPOINT, git_commit, read_results, write_atomic, write_results
 
 
 def build(cfg: DictConfig) -> tuple[RegNetModule, L.LightningDataModule, list[L.Callback]]:
@@ -141,7 +141,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
                                      default_root_dir=str(run_dir), **no_val)
 
     ckpt_path, resumed_from = cfg.ckpt_path, None
-    last = run_dir / "checkpoints" / "last.ckpt"
+    last = run_dir / LAST_CHECKPOINT
     if ckpt_path is None and last.is_file() and not cfg.force and (resumed_from := checkpoint_step(last)) is not None:
         ckpt_path = str(last)
         print(f"[regnet] resuming from {last} (step {resumed_from})")

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import torch
 
 from regnet import __version__
-from regnet.analysis.runs import LAST_CHECKPOINT
+from regnet.results import LAST_CHECKPOINT
 
 VERSION = 1
 T = TypeVar("T")

@@ -17,10 +17,9 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from regnet.results import RESULTS
+from regnet.results import LAST_CHECKPOINT, RESULTS
 
 SKIP_DIRS = {"analysis", "checkpoints", ".hydra", ".submitit"}
-LAST_CHECKPOINT = "checkpoints/last.ckpt"  # what load_run loads, relative to the run directory
 
 
 class NoRunsError(FileNotFoundError):
