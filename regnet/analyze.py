@@ -33,7 +33,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m regnet.analyze", description=__doc__.split("\n")[0])
     p.add_argument("dir", type=Path, help="a run or sweep directory (searched recursively for results.json)")
     p.add_argument("--out", type=Path, default=None, help="output directory (default: <dir>/analysis)")
-    p.add_argument("--baseline", default="no_reg", help="variant the p-values compare against (default no_reg; none if absent)")
+    p.add_argument("--baseline", default=None,
+                   help="variant the p-values compare against (default: no_reg, else none if the sweep has it)")
     p.add_argument("--planes", type=int, default=50, help="random planes per model for TV; 0 skips decision boundaries")
     p.add_argument("--zooms", type=float, nargs="+", default=[0.025, 0.01, 0.001], help="zoom levels (grid spans ±1/zoom)")
     p.add_argument("--resolution", type=int, default=250, help="grid points per axis")
@@ -84,6 +85,8 @@ def analyze(args: argparse.Namespace) -> Path:
     check_args(args)
     sweep = A.find_runs(args.dir)
     out = args.out or args.dir / "analysis"
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file: pass a directory (default <dir>/analysis)")
     cache_dir = out / "cache" if args.cache else None
     if not sweep.completed:
         raise A.NoRunsError(f"no completed runs below {args.dir}: " + "; ".join(f"{p['run_dir']} {p['status']}" for p in sweep.problems))
@@ -154,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as e:
         print(f"regnet.analyze: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # --out not writable, disk full, ...
+        print(f"regnet.analyze: error: cannot write the analysis: {e}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -70,13 +70,27 @@ def test_no_runs_is_a_one_line_error_without_output(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args,match", [(["--zooms", "0"], "zoom=0.0"), (["--resolution", "1"], "resolution=1"),
-                                        (["--eps", "2"], "--eps 2.0")])  # fmt: skip
+                                        (["--eps", "2"], "--eps 2.0"),
+                                        (["--baseline", "nope"], "baseline 'nope' is not a variant of this sweep: "
+                                                                 "use one of ['l2', 'no_reg']")])  # fmt: skip
 def test_bad_arguments_are_one_line_errors(tmp_path, capsys, args, match):
     fabricated(tmp_path)
     assert main([str(tmp_path), *args]) != 0
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and match in err
     assert not (tmp_path / "analysis").exists()
+
+
+def test_out_that_is_a_file_is_a_one_line_error_and_stays_untouched(tmp_path, capsys):
+    fabricated(tmp_path)
+    (tmp_path / "notes.txt").write_text("mine\n")
+    assert main([str(tmp_path), "--planes", "0", "--out", str(tmp_path / "notes.txt")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "is a file: pass a directory" in err
+    assert (tmp_path / "notes.txt").read_text() == "mine\n"
+    assert main([str(tmp_path), "--planes", "0", "--out", str(tmp_path / "notes.txt" / "analysis")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "cannot write the analysis" in err
 
 
 @pytest.mark.slow

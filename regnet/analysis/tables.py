@@ -24,15 +24,23 @@ KEYS = ["model", "data", "variant"]
 DEFAULT_EPS = (0.0, 0.05, 0.1, 0.2, 0.3)
 
 
-def accuracy_table(sweep: Sweep, baseline: str = "no_reg") -> pd.DataFrame:
-    """model, data, variant, n, mean, ci95, std, min, max (test accuracy in %), p_vs_<baseline> (Welch).
+DEFAULT_BASELINES = ("no_reg", "none")  # the study's baseline variant; runs without a variant
 
-    If no group is named ``baseline`` but one is named ``none`` (runs without a variant), that is used."""
+
+def accuracy_table(sweep: Sweep, baseline: str | None = None) -> pd.DataFrame:
+    """model, data, variant, n, mean, ci95, std, min, max (test accuracy in %), p_vs_<baseline>: Welch's t-test of
+    each variant against ``baseline`` on the same model and data.
+
+    ``baseline=None`` takes ``no_reg`` if the sweep has it, else ``none`` (runs without a variant), else leaves
+    the p-values out. A named baseline that no completed run has is a ValueError (a typo would otherwise give a
+    column of NaN)."""
     runs = sweep.table().dropna(subset=["test_acc"])
-    if baseline not in set(runs["variant"]) and "none" in set(runs["variant"]):
-        baseline = "none"
-    table = summarize(runs, "test_acc", KEYS, baseline=baseline, scale=100.0)
-    return table.rename(columns={f"p_vs_{baseline}": f"p_vs_{baseline}"})
+    variants = set(runs["variant"])
+    if baseline is None:
+        baseline = next((b for b in DEFAULT_BASELINES if b in variants), None)
+    elif baseline not in variants:
+        raise ValueError(f"baseline {baseline!r} is not a variant of this sweep: use one of {sorted(variants)}")
+    return summarize(runs, "test_acc", KEYS, baseline=baseline, scale=100.0)
 
 
 def _runs(sweep: Sweep, limit: int | None = None) -> pd.DataFrame:
