@@ -79,6 +79,12 @@ class TrainingFailed(RuntimeError):
     """A run failed after training started; its results.json says ``failed``."""
 
 
+def check_seed(seed: Any) -> None:
+    """A seed is an integer in [0, 2³² − 1] (what numpy and torch accept)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise ValueError(f"seed={seed!r} is invalid: it must be an integer in [0, 4294967295], e.g. seed=0")
+
+
 def preflight(cfg: DictConfig, module: RegNetModule, datamodule) -> None:
     """Fail before training, with one line, on anything that would otherwise fail later: missing or
     corrupt dataset files, a model that does not fit the data, bad optimizer or trainer settings."""
@@ -131,6 +137,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         print(f"[regnet] {run_dir} is already completed (results.json); skipping. Use force=true to retrain.")
         return done
 
+    check_seed(cfg.seed)
     L.seed_everything(cfg.seed, workers=True)
     module, datamodule, reg_callbacks = build(cfg)
     preflight(cfg, module, datamodule)

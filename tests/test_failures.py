@@ -89,6 +89,7 @@ BAD = {
     "val_fraction": (["data.val_fraction=1.5"], "data.val_fraction=1.5"),
     "batch_size": (["data.batch_size=0"], "data.batch_size=0"),
     "max_epochs": (["trainer.max_epochs=0"], "trainer.max_epochs=0"),
+    "seed": (["seed=abc"], "seed='abc' is invalid: it must be an integer"),
     "missing_files": (["data.root=/nonexistent/regnet", "data.download=false"], "/nonexistent/regnet/MNIST/raw"),
     "corrupt_files": (["CORRUPT"], "cannot be read"),
     "model_does_not_fit": (["model=lenet", "model.image_size=32"], "does not fit mnist inputs (1×28×28)"),
