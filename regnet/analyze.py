@@ -69,6 +69,27 @@ def check_args(args: argparse.Namespace) -> None:
             raise ValueError(f"--eps {e} is invalid: ε is in pixel units, use values in [0, 1]")
     if args.n_test < 1:
         raise ValueError(f"--n-test={args.n_test} is invalid: use ≥ 1")
+    if args.pgd_steps < 1:
+        raise ValueError(f"--pgd-steps={args.pgd_steps} is invalid: use ≥ 1")
+    if args.pgd_step_size is not None and not args.pgd_step_size > 0:
+        raise ValueError(f"--pgd-step-size={args.pgd_step_size} is invalid: use a positive step (pixel units)")
+    if args.example_planes < 0:
+        raise ValueError(f"--example-planes={args.example_planes} is invalid: use ≥ 0")
+    check_device(args.device)
+
+
+def check_device(name: str) -> None:
+    """``name`` is a torch device this machine has."""
+    import torch
+
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device {name!r} is not a device: use cpu, cuda or cuda:<index>") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name} is unavailable: this machine has no CUDA GPU, use --device cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"--device {name} is unavailable: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
 
 
 def _csv_md(df, out: Path, name: str) -> None:

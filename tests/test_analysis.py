@@ -71,6 +71,11 @@ def test_no_runs_is_a_one_line_error_without_output(tmp_path, capsys):
 
 @pytest.mark.parametrize("args,match", [(["--zooms", "0"], "zoom=0.0"), (["--resolution", "1"], "resolution=1"),
                                         (["--eps", "2"], "--eps 2.0"),
+                                        (["--pgd-steps", "0"], "--pgd-steps=0"),
+                                        (["--pgd-step-size", "-1"], "--pgd-step-size=-1.0"),
+                                        (["--example-planes", "-1"], "--example-planes=-1"),
+                                        (["--device", "tpu"], "--device 'tpu' is not a device"),
+                                        (["--device", "cuda:99"], "--device cuda:99 is unavailable"),
                                         (["--baseline", "nope"], "baseline 'nope' is not a variant of this sweep: "
                                                                  "use one of ['l2', 'no_reg']")])  # fmt: skip
 def test_bad_arguments_are_one_line_errors(tmp_path, capsys, args, match):
