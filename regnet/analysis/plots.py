@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib import colormaps
+from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 
 def subplots(nrows: int = 1, ncols: int = 1, figsize: tuple[float, float] = (5, 3.5), squeeze: bool = True):
@@ -36,19 +40,39 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
     return path
 
 
-def plot_planes(images: list[dict], title: str, num_classes: int = 10):
-    """Grid of label images: one column per zoom, one row per plane; x0 marked at the centre."""
+def plot_planes(images: list[dict], title: str, class_names: Sequence[str] | None = None):
+    """Grid of label images: one column per zoom, one row per plane; x0 marked at the centre; a legend of the
+    classes drawn. Classes 0–9 keep tab10's colours in every figure (10-class models compare at a glance);
+    with more classes, the ones present in this figure get distinct colours, so no two share one."""
     zooms = sorted({im["zoom"] for im in images}, reverse=True)
     planes = sorted({im["plane"] for im in images})
+    present = sorted(set().union(*(np.unique(im["labels"].numpy()).tolist() for im in images)))
+    if present and present[-1] < 10:
+        classes, colors = list(range(10)), list(colormaps["tab10"].colors)
+    else:
+        classes = present
+        colors = list(colormaps["tab20"].colors) if len(present) <= 20 else \
+            [colormaps["turbo"](i / max(len(present) - 1, 1)) for i in range(len(present))]  # fmt: skip
+    cmap = ListedColormap(colors[: len(classes)])
+    index = np.full(max(classes, default=0) + 1, -1)
+    index[classes] = np.arange(len(classes))  # class → colour slot
     fig, axes = subplots(len(planes), len(zooms), figsize=(2.6 * len(zooms), 2.6 * len(planes)), squeeze=False)
     for im in images:
         ax = axes[planes.index(im["plane"]), zooms.index(im["zoom"])]
         h = 1.0 / im["zoom"]
-        ax.imshow(im["labels"].numpy(), cmap="tab10" if num_classes <= 10 else "tab20", vmin=0, vmax=num_classes - 1,
+        ax.imshow(index[im["labels"].numpy()], cmap=cmap, vmin=-0.5, vmax=len(classes) - 0.5,
                   extent=(-h, h, h, -h), interpolation="nearest")  # fmt: skip
         ax.plot([0], [0], "k+", ms=8)
         ax.set_title(f"zoom {im['zoom']:g}, plane {im['plane']}", fontsize=8)
         ax.tick_params(labelsize=6)
+    for ax in axes[-1]:
+        ax.set_xlabel("b (along v2)", fontsize=7)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("a (along v1)", fontsize=7)
+    names = [class_names[c] if class_names else str(c) for c in present]
+    handles = [Patch(color=cmap(int(index[c]))) for c in present]
+    fig.legend(handles, names, title="class", loc="center left", bbox_to_anchor=(0.91, 0.5), fontsize=7,
+               title_fontsize=8, frameon=False)  # fmt: skip
     fig.suptitle(title)
     return fig
 

@@ -1,0 +1,44 @@
+"""Figures: label images keep every class distinguishable and say which colour is which class."""
+
+import numpy as np
+import torch
+
+from regnet.analysis.plots import plot_planes, save_figure
+
+
+def _drawn_colours(fig) -> list[set]:
+    out = []
+    for ax in fig.axes:
+        if ax.images:
+            im = ax.images[0]
+            rgba = im.to_rgba(im.get_array())
+            out.append({tuple(c) for c in rgba.reshape(-1, 4).tolist()})
+    return out
+
+
+def _image(labels, zoom=0.01, plane=0):
+    return {"labels": torch.tensor(labels), "zoom": zoom, "plane": plane}
+
+
+def test_many_class_planes_give_every_class_present_its_own_colour(tmp_path):
+    # CIFAR-100-like labels: with a 10-colour map clipped at class 9, classes 57 and 99 would share a colour
+    images = [_image([[3, 57], [99, 3]]), _image([[57, 12], [12, 12]], plane=1)]
+    fig = plot_planes(images, "cifar100")
+    colours = _drawn_colours(fig)
+    assert [len(c) for c in colours] == [3, 2]
+    assert len(colours[0] | colours[1]) == 4  # 3, 12, 57, 99: four colours, the same class the same colour
+    legend = fig.legends[0]
+    assert [t.get_text() for t in legend.get_texts()] == ["3", "12", "57", "99"]
+    assert save_figure(fig, tmp_path / "p.png").stat().st_size > 0
+
+
+def test_ten_class_planes_use_fixed_colours_and_class_names():
+    names = [f"c{i}" for i in range(10)]
+    a = plot_planes([_image([[0, 7]])], "model a", class_names=names)
+    b = plot_planes([_image([[7, 7]])], "model b", class_names=names)
+    (colours_a,), (colours_b,) = _drawn_colours(a), _drawn_colours(b)
+    assert len(colours_a) == 2 and colours_b < colours_a  # class 7 has one colour in both figures
+    assert [t.get_text() for t in b.legends[0].get_texts()] == ["c7"]
+    axes = [ax for ax in a.axes if ax.images]
+    assert axes[0].get_xlabel().startswith("b") and axes[0].get_ylabel().startswith("a")
+    assert np.isfinite(axes[0].images[0].get_array()).all()
