@@ -42,3 +42,13 @@ def test_ten_class_planes_use_fixed_colours_and_class_names():
     axes = [ax for ax in a.axes if ax.images]
     assert axes[0].get_xlabel().startswith("b") and axes[0].get_ylabel().startswith("a")
     assert np.isfinite(axes[0].images[0].get_array()).all()
+
+
+def test_many_panels_wrap_into_rows_and_big_confusion_matrices_stay_readable_sized():
+    from regnet.analysis.plots import panel_grid, plot_matrix
+
+    fig, axes = panel_grid(21)  # ResNet-18's weight matrices
+    assert len(axes) == 21 and len(fig.axes) == 24
+    assert sum(ax.axison for ax in fig.axes) == 21
+    assert tuple(fig.get_size_inches()) == (2.8 * 6, 2.5 * 4)
+    assert max(plot_matrix(np.eye(100)).get_size_inches()) <= 12

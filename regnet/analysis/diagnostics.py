@@ -61,7 +61,6 @@ def singular_values(model: nn.Module) -> dict[str, np.ndarray]:
 @torch.no_grad()
 def run_diagnostics(module, datamodule, run_dir: str | Path, out: str | Path, n_test: int | None = None) -> dict:
     """Write confusion matrix (CSV+PNG), top-k errors, galleries, learning curves and SV histograms to ``out``."""
-    from regnet.analysis.plots import subplots
     from regnet.analysis.runs import test_inputs
     from regnet.results import write_atomic
 
@@ -83,16 +82,16 @@ def run_diagnostics(module, datamodule, run_dir: str | Path, out: str | Path, n_
     curves = learning_curves(run_dir)
     if curves is not None:
         cols = [col for col in curves.columns if col.endswith(("loss", "acc")) or col.startswith("lr")]
-        fig, axes = subplots(1, max(1, len(cols)), figsize=(3.2 * max(1, len(cols)), 2.8), squeeze=False)
-        for ax, col in zip(axes[0], cols):
+        fig, axes = plots.panel_grid(len(cols), width=3.2, height=2.8)
+        for ax, col in zip(axes, cols):
             d = curves[["step", col]].dropna()
             ax.plot(d["step"], d[col], marker=".")
             ax.set_title(col, fontsize=8)
             ax.set_xlabel("step", fontsize=7)
         plots.save_figure(fig, out / "learning_curves.png")
     svs = singular_values(module.model)
-    fig, axes = subplots(1, len(svs), figsize=(2.8 * len(svs), 2.5), squeeze=False)
-    for ax, (name, s) in zip(axes[0], svs.items()):
+    fig, axes = plots.panel_grid(len(svs))  # ResNet-18: 21 weights, 4 rows of 6
+    for ax, (name, s) in zip(axes, svs.items()):
         ax.hist(s, bins=30)
         ax.set_title(name, fontsize=7)
     plots.save_figure(fig, out / "singular_values.png")

@@ -96,7 +96,8 @@ def plot_curves(df: pd.DataFrame, x: str, title: str, ylabel: str = "accuracy (%
 def plot_matrix(matrix: np.ndarray, title: str = "confusion matrix"):
     """Confusion matrix, rows = true class, columns = predicted class."""
     n = len(matrix)
-    fig, ax = subplots(figsize=(max(4, n * 0.45), max(4, n * 0.45)))
+    side = min(max(4, n * 0.45), 12)  # 100 classes: 12 inches, no numbers in the cells
+    fig, ax = subplots(figsize=(side, side))
     ax.imshow(matrix, cmap="Blues")
     if n <= 20:
         for i in range(n):
@@ -106,6 +107,17 @@ def plot_matrix(matrix: np.ndarray, title: str = "confusion matrix"):
     ax.set_ylabel("true")
     ax.set_title(title)
     return fig
+
+
+def panel_grid(n: int, width: float = 2.8, height: float = 2.5, max_cols: int = 6):
+    """(figure, flat list of n axes) in rows of at most ``max_cols`` panels; unused panels are hidden."""
+    cols = max(1, min(n, max_cols))
+    rows = max(1, -(-n // cols))
+    fig, axes = subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    flat = list(axes.flat)
+    for ax in flat[n:]:
+        ax.axis("off")
+    return fig, flat[:n]
 
 
 def plot_gallery(images: np.ndarray, captions: list[str], title: str):
