@@ -48,7 +48,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pgd-random-start", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--n-test", type=int, default=1000, help="test samples for attacks and diagnostics")
     p.add_argument("--diagnostics", action="store_true", help="per-run confusion matrix, galleries, curves, SVs")
-    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:1 ...")
+    p.add_argument("--device", default=None, help="cpu | cuda | cuda:1 ... (default: cuda if there is a GPU, else cpu)")
     p.add_argument("--data-root", default=None, help="override data.root of the runs (data moved since training)")
     p.add_argument("--cache", action=argparse.BooleanOptionalAction, default=True,
                    help="keep each run's planes and attack results in <out>/cache and reuse them on the next call "
@@ -75,7 +75,8 @@ def check_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--pgd-step-size={args.pgd_step_size} is invalid: use a positive step (pixel units)")
     if args.example_planes < 0:
         raise ValueError(f"--example-planes={args.example_planes} is invalid: use ≥ 0")
-    check_device(args.device)
+    if args.device is not None:
+        check_device(args.device)
 
 
 def check_device(name: str) -> None:

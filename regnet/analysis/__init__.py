@@ -12,6 +12,7 @@ from regnet.analysis.boundaries import (
     orthonormal_directions,
     sample_planes,
 )
+from regnet.analysis.device import default_device, full_fp32
 from regnet.analysis.diagnostics import confusion_matrix, learning_curves, run_diagnostics, singular_values, topk_error
 from regnet.analysis.runs import NoRunsError, Sweep, find_runs, load_run, test_inputs
 from regnet.analysis.stats import mean_ci, summarize, to_markdown, welch_p
@@ -27,7 +28,7 @@ from regnet.analysis.total_variation import boundary_length, total_variation
 __all__ = [
     "DEFAULT_PLANES", "DEFAULT_RESOLUTION", "DEFAULT_ZOOMS", "NoRunsError", "PixelModel", "Sweep",
     "accuracy_table", "attack_accuracy", "boundary_length", "boundary_records", "confusion_matrix",
-    "decision_plane", "distance_to_boundary", "fgsm", "find_runs", "gaussian_noise", "jacobian_norms",
+    "decision_plane", "default_device", "distance_to_boundary", "fgsm", "find_runs", "full_fp32", "gaussian_noise", "jacobian_norms",
     "learning_curves", "load_run", "mean_ci", "orthonormal_directions", "pgd", "robustness_records",
     "robustness_table", "run_diagnostics", "sample_planes", "singular_values", "summarize", "test_inputs",
     "to_markdown", "topk_error", "total_variation", "tv_records", "tv_table", "welch_p",

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from regnet.analysis.device import full_fp32
+
 ATTACKS = ("fgsm", "pgd", "noise")
 
 
@@ -76,6 +78,7 @@ def accuracy(model: nn.Module, x: Tensor, y: Tensor) -> float:
     return float((model(x).argmax(-1) == y).float().mean())
 
 
+@full_fp32()
 def attack_accuracy(
     model: nn.Module, x: Tensor, y: Tensor, attack: str, eps_list: Sequence[float], batch_size: int = 500,
     seed: int = 0, pgd_steps: int = 10, pgd_step_size: float | None = None, pgd_random_start: bool = True,
@@ -109,6 +112,7 @@ def attack_accuracy(
     return rows
 
 
+@full_fp32()
 def jacobian_norms(model: nn.Module, x: Tensor, batch_size: int = 256) -> Tensor:
     """Exact per-sample Frobenius norms ‖J(x)‖_F of the logits w.r.t. the model's input, (N,).
 

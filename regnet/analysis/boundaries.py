@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor, nn
 
+from regnet.analysis.device import full_fp32
 from regnet.analysis.plane_net import ChainModel
 from regnet.analysis.total_variation import boundary_length, total_variation
 
@@ -94,6 +95,7 @@ def _linear_part(layer: nn.Module, x: Tensor) -> Tensor:
 CPU_BATCH, GPU_BATCH = 1024, 16384  # CPU: small enough that a batch's activations stay in cache
 
 
+@full_fp32()
 @torch.inference_mode()
 def decision_plane(
     model: nn.Module, x0: Tensor, v1: Tensor, v2: Tensor, zoom: float, resolution: int,

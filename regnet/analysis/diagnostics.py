@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from regnet.analysis import plots
+from regnet.analysis.device import full_fp32
 
 
 def confusion_matrix(logits: Tensor, targets: Tensor, num_classes: int) -> np.ndarray:
@@ -58,6 +59,7 @@ def singular_values(model: nn.Module) -> dict[str, np.ndarray]:
     return out
 
 
+@full_fp32()
 @torch.no_grad()
 def run_diagnostics(module, datamodule, run_dir: str | Path, out: str | Path, n_test: int | None = None) -> dict:
     """Write confusion matrix (CSV+PNG), top-k errors, galleries, learning curves and SV histograms to ``out``."""

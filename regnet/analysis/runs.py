@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from regnet.analysis.device import default_device
 from regnet.results import LAST_CHECKPOINT, RESULTS
 
 SKIP_DIRS = {"analysis", "checkpoints", ".hydra", ".submitit"}
@@ -111,8 +112,8 @@ def run_config(run_dir: str | Path, results: dict[str, Any] | None = None) -> Di
     return OmegaConf.create(cfg)
 
 
-def load_run(run_dir: str | Path, device: str | torch.device = "cpu", data_root: str | None = None):
-    """(RegNetModule in eval mode on ``device``, datamodule set up for testing on the CPU, results dict).
+def load_run(run_dir: str | Path, device: str | torch.device | None = None, data_root: str | None = None):
+    """(RegNetModule in eval mode on ``device`` (default: a GPU if there is one), datamodule set up for testing on the CPU, results dict).
 
     Rebuilds the run with ``regnet.train.build`` from its config and loads ``checkpoints/last.ckpt``.
     ``data_root`` overrides ``data.root`` (e.g. when the run was trained on another machine)."""
@@ -132,7 +133,7 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu", data_root:
         raise FileNotFoundError(f"{ckpt} is missing: the run has no checkpoint to analyse (train it, or drop it from the sweep)")
     state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
     module.load_state_dict(state, strict=False)
-    module.to(device).eval()
+    module.to(device or default_device()).eval()
     datamodule.prepare_data()  # as training does: copy from a local source (or download) if the files are not there
     datamodule.setup("test")
     return module, datamodule, results

@@ -17,6 +17,7 @@ import torch
 from regnet.analysis.attacks import PixelModel, attack_accuracy, jacobian_norms
 from regnet.analysis.boundaries import DEFAULT_PLANES, DEFAULT_RESOLUTION, DEFAULT_ZOOMS, boundary_records
 from regnet.analysis.cache import cached, run_key
+from regnet.analysis.device import default_device
 from regnet.analysis.runs import Sweep, load_run, test_inputs
 from regnet.analysis.stats import mean_ci, summarize
 
@@ -65,7 +66,7 @@ def _each_run(sweep: Sweep, what: str, verbose: bool) -> Iterator[tuple[Any, lis
 
 def tv_records(
     sweep: Sweep, zooms: Sequence[float] = DEFAULT_ZOOMS, planes: int = DEFAULT_PLANES,
-    resolution: int = DEFAULT_RESOLUTION, seed: int | None = 0, device: str = "cpu", data_root: str | None = None,
+    resolution: int = DEFAULT_RESOLUTION, seed: int | None = 0, device: str | None = None, data_root: str | None = None,
     keep_images: int = 0, batch_size: int | None = None, verbose: bool = False, cache_dir: str | Path | None = None,
 ) -> tuple[pd.DataFrame, dict[str, list[dict]]]:
     """One row per (run, zoom, plane), all runs of one dataset on identical planes (same seed). ``cache_dir``:
@@ -112,7 +113,7 @@ def tv_table(records: pd.DataFrame, per: str = "run") -> pd.DataFrame:
 
 def robustness_records(
     sweep: Sweep, attacks: Sequence[str] = ("fgsm", "pgd", "noise"), eps: Sequence[float] = DEFAULT_EPS,
-    n_test: int | None = 1000, device: str = "cpu", data_root: str | None = None, pgd_steps: int = 10,
+    n_test: int | None = 1000, device: str | None = None, data_root: str | None = None, pgd_steps: int = 10,
     seed: int = 0, pgd_step_size: float | None = None, pgd_random_start: bool = True, verbose: bool = False,
     cache_dir: str | Path | None = None,
 ) -> pd.DataFrame:
@@ -127,7 +128,7 @@ def robustness_records(
         def compute(run=run) -> list[dict]:
             module, dm, results = load_run(run.run_dir, device, data_root)
             norm = results.get("normalization") or {"mean": list(dm.mean), "std": list(dm.std)}
-            model = PixelModel(module.model, norm["mean"], norm["std"]).to(device).eval()
+            model = PixelModel(module.model, norm["mean"], norm["std"]).to(device or default_device()).eval()
             x, y = test_inputs(dm, n_test)
             out = []
             for attack in attacks:
