@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from regnet.analysis import NoRunsError, accuracy_table, find_runs, load_run
+from regnet.analysis import NoRunsError, accuracy_table, default_device, find_runs, load_run
 from regnet.analysis import test_inputs as pixel_test_inputs
 from regnet.analyze import main
 
@@ -120,7 +120,9 @@ def test_analyze_end_to_end_on_a_tiny_trained_sweep(tiny_sweep, capsys):
     assert main(argv) == 0
     printed = capsys.readouterr()
     assert "| lenet | mnist | l2 | 2 |" in printed.out
-    assert "[regnet] decision planes 4/4:" in printed.err and "[regnet] robustness 4/4:" in printed.err  # progress
+    device = default_device()  # progress lines name the device
+    assert f"[regnet] decision planes on {device}, 4/4:" in printed.err
+    assert f"[regnet] robustness on {device}, 4/4:" in printed.err
     acc = pd.read_csv(out / "accuracy.csv")
     assert set(acc["variant"]) == {"none", "l2"} and "p_vs_none" in acc  # no variant set: grouped by reg
     planes = pd.read_csv(out / "tv_planes.csv")

@@ -71,11 +71,11 @@ def tv_records(
 ) -> tuple[pd.DataFrame, dict[str, list[dict]]]:
     """One row per (run, zoom, plane), all runs of one dataset on identical planes (same seed). ``cache_dir``:
     keep each run's records there and reuse them (:mod:`regnet.analysis.cache`)."""
-    frames, images = [], {}
+    frames, images, device = [], {}, device or default_device()
     # the cache key: every setting the records depend on (not where the data lives, nor the device)
     params = {"zooms": [float(z) for z in zooms], "planes": planes, "resolution": resolution, "seed": seed,
               "keep_images": keep_images}  # fmt: skip
-    for run, notes in _each_run(sweep, "decision planes", verbose):
+    for run, notes in _each_run(sweep, f"decision planes on {device},", verbose):
 
         def compute(run=run) -> tuple[list[dict], list[dict]]:
             module, dm, _ = load_run(run.run_dir, device, data_root)
@@ -119,16 +119,16 @@ def robustness_records(
 ) -> pd.DataFrame:
     """Accuracy (%) under each attack and ε, and the exact mean ‖J‖_F on the same test inputs, per run.
     ``cache_dir``: keep each run's rows there and reuse them (:mod:`regnet.analysis.cache`)."""
-    rows = []
+    rows, device = [], device or default_device()
     params = {"attacks": list(attacks), "eps": [float(e) for e in eps], "n_test": n_test,
               "pgd_steps": pgd_steps, "seed": seed, "pgd_step_size": pgd_step_size,
               "pgd_random_start": pgd_random_start}  # fmt: skip
-    for run, notes in _each_run(sweep, "robustness", verbose):
+    for run, notes in _each_run(sweep, f"robustness on {device},", verbose):
 
         def compute(run=run) -> list[dict]:
             module, dm, results = load_run(run.run_dir, device, data_root)
             norm = results.get("normalization") or {"mean": list(dm.mean), "std": list(dm.std)}
-            model = PixelModel(module.model, norm["mean"], norm["std"]).to(device or default_device()).eval()
+            model = PixelModel(module.model, norm["mean"], norm["std"]).to(device).eval()
             x, y = test_inputs(dm, n_test)
             out = []
             for attack in attacks:
