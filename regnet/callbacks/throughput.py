@@ -12,7 +12,9 @@ class Throughput(L.Callback):
     """Counts training images and wall time between ``on_train_epoch_start`` and ``on_train_epoch_end``.
 
     The device is synchronised only at those two points, never per step. ``images_per_s`` is read by the
-    training script for ``results.json``; it is also logged as ``train/images_per_s`` per epoch.
+    training script for ``results.json``; it is also logged as ``train/images_per_s`` per epoch. A run resumed
+    mid-epoch gets no ``on_train_epoch_start`` from Lightning, so the clock also starts at ``on_train_start``:
+    the resumed epoch's number covers the batches trained after the resume.
     """
 
     def __init__(self):
@@ -25,6 +27,9 @@ class Throughput(L.Callback):
     def _sync(pl_module) -> None:
         if pl_module.device.type == "cuda":
             torch.cuda.synchronize(pl_module.device)
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.on_train_epoch_start(trainer, pl_module)
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._sync(pl_module)

@@ -7,12 +7,19 @@ and the interruption are trained again and logged again. When the run ends, :met
 the last of the rows that share a step and the same columns (rewritten atomically). The finished file then reads
 as if the run had never stopped. A run that trains from scratch (first time, ``force=true``, unreadable
 checkpoint) gets a fresh file from :meth:`CSVLogger.start_fresh`, as with Lightning's logger.
+
+Two more differences keep a killed run's rows. Every row is written to disk as soon as it is logged
+(``flush_logs_every_n_steps=1``): Lightning's logger held rows that callbacks log directly, such as
+LearningRateMonitor's learning rate, in memory until the next epoch's metrics, so a run killed in between and
+resumed from a later checkpoint lost them. And when a new column appears, the file is rewritten with the new
+header atomically (temporary file, then rename), so a kill during the rewrite leaves the old file whole.
 """
 
 from __future__ import annotations
 
 import csv
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -30,9 +37,18 @@ class _AppendingWriter(ExperimentWriter):
             with open(self.metrics_file_path, newline="") as f:
                 self.metrics_keys = sorted(csv.DictReader(f).fieldnames or [])
 
+    def _rewrite_with_new_header(self, fieldnames: list[str]) -> None:  # Lightning's rewrites in place
+        with open(self.metrics_file_path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        _write_atomic_csv(Path(self.metrics_file_path), fieldnames, rows)
+
 
 class CSVLogger(LightningCSVLogger):
-    """Lightning's CSVLogger (same arguments, same file), keeping earlier rows when a run resumes."""
+    """Lightning's CSVLogger (same arguments, same file), keeping earlier rows when a run resumes and writing
+    every row as soon as it is logged (``flush_logs_every_n_steps`` defaults to 1, not 100)."""
+
+    def __init__(self, *args, flush_logs_every_n_steps: int = 1, **kwargs):
+        super().__init__(*args, flush_logs_every_n_steps=flush_logs_every_n_steps, **kwargs)
 
     @property
     @rank_zero_experiment
@@ -70,13 +86,19 @@ def drop_repeated_rows(path: Path) -> None:
         last[(row.get("step"), frozenset(k for k, v in row.items() if v not in ("", None)))] = i
     if len(last) == len(rows):
         return
-    keep = sorted(last.values())
+    _write_atomic_csv(path, fields, [rows[i] for i in sorted(last.values())])
+
+
+def _write_atomic_csv(path: Path, fields: list[str], rows: list[dict]) -> None:
+    """Replace ``path`` by a CSV of ``rows``: written next to it, then renamed over it."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        if path.exists():
+            os.chmod(tmp, stat.S_IMODE(path.stat().st_mode))  # mkstemp's file is 0600
         with os.fdopen(fd, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=fields)
             writer.writeheader()
-            writer.writerows(rows[i] for i in keep)
+            writer.writerows(rows)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
