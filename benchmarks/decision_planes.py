@@ -26,6 +26,16 @@ from regnet.analysis.boundaries import boundary_records  # noqa: E402
 from regnet.models.lenet import LeNet  # noqa: E402
 
 
+def cpu_name() -> str:
+    """The CPU's model name and family (AVX2 and AVX-512 machines of one name differ ~3× here)."""
+    try:
+        info = dict(line.split(":", 1) for line in Path("/proc/cpuinfo").read_text().splitlines()[:30] if ":" in line)
+    except OSError:
+        return platform.processor()
+    info = {k.strip(): v.strip() for k, v in info.items()}
+    return f"{info.get('model name', '?')} (family {info.get('cpu family', '?')}, model {info.get('model', '?')})"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--models", type=int, default=1, help="LeNets to analyse one after another (each its own weights)")
@@ -65,7 +75,7 @@ def main() -> None:
         "seconds_3x50_extrapolated": round(seconds / n_images * 150, 1),
         "device": args.device + (f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else ""),
         "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
-        "machine": platform.machine(),
+        "machine": platform.machine(), "cpu": cpu_name(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
     }  # fmt: skip
     print(json.dumps(out, indent=2))
     if args.json:

@@ -19,9 +19,9 @@ models whose ``forward`` is a chain of layers (checked with ``torch.fx``): LeNet
 stacks. For anything else (residual blocks, custom ops) :meth:`ChainModel.parse` returns None and the caller
 evaluates the model point by point.
 
-Measured with ``python benchmarks/decision_planes.py`` on a 2-core CPU: 0.5–0.67 s per 250² LeNet plane
-(depending on the machine), against 4.6 s for the model point by point (benchmarks/RESULTS.md has the numbers
-and the per-layer profile).
+Measured with ``python benchmarks/decision_planes.py`` on 2-core CPUs: 0.20 s per 250² LeNet plane with AVX-512,
+0.5–0.67 s on an older AVX2 machine, against 4.6 s there for the model point by point (benchmarks/RESULTS.md
+has the numbers and the per-layer profiles).
 """
 
 from __future__ import annotations
