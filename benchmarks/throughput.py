@@ -128,7 +128,10 @@ def epoch_throughput(metrics_csv: Path) -> float | None:
 
 
 def grid(root: Path, tmp: Path, k: int, steps: int, batch: int, accelerator: str) -> float:
+    """K concurrent runs; on the CPU each gets 1/K of the cores, as a sweep's jobs do (``share_cpu_cores``)."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
+    if accelerator == "cpu":
+        env.setdefault("OMP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // k)))
     procs = [
         subprocess.Popen(regnet_cmd(root, tmp / f"grid{i}", steps, batch, accelerator, [f"seed={i}"]),
                          cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -15,8 +15,8 @@ from regnet.config import _parallel_jobs, gpu_for_job
 from tests.conftest import REPO, compose_cfg, tiny
 
 
-def _cli(args, data_root, timeout=600):
-    env = {**os.environ, "REGNET_DATA": str(data_root), "PYTHONPATH": str(REPO)}
+def _cli(args, data_root, timeout=600, env=None):
+    env = {**(os.environ if env is None else env), "REGNET_DATA": str(data_root), "PYTHONPATH": str(REPO)}
     return subprocess.run([sys.executable, "-m", "regnet.train", *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
@@ -24,11 +24,39 @@ def _cli(args, data_root, timeout=600):
 @pytest.mark.slow
 @pytest.mark.parametrize("launcher", ["submitit_cpu", "gpus"])
 def test_two_seed_sweep_through_launcher(launcher, data_root, tmp_path):
-    out = _cli(["-m", f"hydra/launcher={launcher}", "seed=0,1", f"hydra.sweep.dir={tmp_path}", *tiny()], data_root)
+    """Two jobs at once on the CPU share its cores: each uses 1/2 of them for torch's threads (gpus preset,
+    jobs_per_gpu=2) or cpus_per_task (submitit's local executor, 1 in the preset)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    extra = ["jobs_per_gpu=2"] if launcher == "gpus" else []
+    out = _cli(["-m", f"hydra/launcher={launcher}", "seed=0,1", *extra, f"hydra.sweep.dir={tmp_path}", *tiny()],
+               data_root, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
     found = sorted(tmp_path.glob("*/results.json"))
     assert len(found) == 2
-    assert sorted(json.loads(p.read_text())["seed"] for p in found) == [0, 1]
+    results = [json.loads(p.read_text()) for p in found]
+    assert sorted(r["seed"] for r in results) == [0, 1]
+    cores = len(os.sched_getaffinity(0))
+    want = 1 if launcher == "submitit_cpu" else max(1, cores // 2)
+    assert [r["torch_threads"] for r in results] == [want, want]
+
+
+@pytest.mark.slow
+def test_user_thread_setting_wins_in_a_sweep(data_root, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = _cli(["-m", "hydra/launcher=gpus", "jobs_per_gpu=2", "seed=0", f"hydra.sweep.dir={tmp_path}", *tiny()],
+               data_root, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads(next(tmp_path.glob("*/results.json")).read_text())["torch_threads"] == 1
+
+
+def test_single_run_keeps_torchs_thread_count(data_root, tmp_path):
+    import torch
+
+    from regnet.train import train
+
+    before = torch.get_num_threads()
+    result = train(compose_cfg([f"data.root={data_root}", *tiny()], return_hydra_config=True), tmp_path)
+    assert result["torch_threads"] == before == torch.get_num_threads()
 
 
 def test_gpu_assignment_round_robin_and_packing():
