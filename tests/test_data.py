@@ -72,6 +72,48 @@ def test_fashion_mnist_found_in_a_local_source(tmp_path):
     assert (tmp_path / "root" / "FashionMNIST" / "raw" / "train-images-idx3-ubyte").is_file()
 
 
+COPY_SCRIPT = """
+import sys, time
+from pathlib import Path
+from regnet.data.fashion_mnist import FashionMNIST
+
+class Local(FashionMNIST):
+    local_sources = (sys.argv[1],)
+
+while not Path(sys.argv[3]).exists():  # start together
+    time.sleep(0.001)
+Local(root=sys.argv[2], download=False).prepare_data()
+"""
+
+
+@pytest.mark.slow
+def test_parallel_jobs_copy_a_local_source_once_without_clashing(tmp_path):
+    """The jobs of a parallel sweep prepare the same data root at once (seen: one job's rename of the
+    decompressed file failed because another job had already moved the shared temporary file)."""
+    import gzip
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    raw = write_idx_dataset(tmp_path / "src", "X", n_train=60_000, n_test=2_000)
+    source = tmp_path / "package"
+    source.mkdir()
+    for f in raw.iterdir():
+        (source / f"{f.name}.gz").write_bytes(gzip.compress(f.read_bytes(), compresslevel=1))
+    root, go = tmp_path / "root", tmp_path / "go"
+    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
+    procs = [subprocess.Popen([sys.executable, "-c", COPY_SCRIPT, str(source), str(root), str(go)], env=env,
+                              stderr=subprocess.PIPE, text=True) for _ in range(6)]  # fmt: skip
+    go.touch()
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 6, errors
+    copied = sorted(f.name for f in (root / "FashionMNIST" / "raw").iterdir())
+    assert copied == sorted(f.name for f in raw.iterdir())  # the four files, no temporary ones left
+    for f in raw.iterdir():
+        assert (root / "FashionMNIST" / "raw" / f.name).read_bytes() == f.read_bytes()
+
+
 def test_batches_shuffle_per_epoch_and_shard_by_rank():
     x = torch.arange(100, dtype=torch.uint8).view(100, 1, 1, 1)
     y = torch.arange(100)
