@@ -42,6 +42,27 @@ def test_interrupted_write_leaves_the_old_file(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["results.json"]  # no temp file left behind
 
 
+def test_outputs_get_the_mode_of_a_new_file(tmp_path):
+    """Atomic writes go through mkstemp, whose files are 0600: results, logs, tables and figures then could not
+    be read by anyone else on a shared machine. They get 0666 less the umask, as open() would give them."""
+    import stat
+
+    from regnet.analysis.plots import save_figure, subplots
+    from regnet.loggers.csv import CSVLogger
+
+    old = os.umask(0o027)
+    try:
+        write_atomic(tmp_path / "results.json", "{}")
+        save_figure(subplots()[0], tmp_path / "figure.png")
+        logger = CSVLogger(save_dir=tmp_path / "run", name="", version="")
+        logger.log_metrics({"train/loss": 1.0}, step=0)
+        logger.log_metrics({"lr-SGD": 0.1}, step=1)  # a new column: the file is rewritten atomically
+    finally:
+        os.umask(old)
+    for f in (tmp_path / "results.json", tmp_path / "figure.png", tmp_path / "run" / "metrics.csv"):
+        assert stat.S_IMODE(f.stat().st_mode) == 0o640, f
+
+
 def _cli(args, data_root, tmp_path):
     env = {**os.environ, "REGNET_DATA": str(data_root), "PYTHONPATH": str(REPO)}
     env.pop("HYDRA_FULL_ERROR", None)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,7 +21,7 @@ from typing import Any, TypeVar
 import torch
 
 from regnet import __version__
-from regnet.results import LAST_CHECKPOINT
+from regnet.results import LAST_CHECKPOINT, temp_beside
 
 VERSION = 1
 T = TypeVar("T")
@@ -58,7 +57,7 @@ def cached(cache_dir: str | Path | None, kind: str, key: dict[str, Any], compute
             pass
     value = compute()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    fd, tmp = temp_beside(path)
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save({"key": text, "value": value}, f)

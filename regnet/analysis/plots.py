@@ -7,7 +7,6 @@ shows a figure with ``display(fig)`` after ``%matplotlib inline``."""
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,6 +16,8 @@ from matplotlib import colormaps
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
+
+from regnet.results import temp_beside
 
 
 def subplots(nrows: int = 1, ncols: int = 1, figsize: tuple[float, float] = (5, 3.5), squeeze: bool = True):
@@ -29,7 +30,7 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
     """Save ``fig`` as PNG to ``path`` atomically (temp file + rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
+    fd, tmp = temp_beside(path, suffix=".png")
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight")

@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import csv
 import os
-import stat
-import tempfile
 from pathlib import Path
 
 from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.pytorch.loggers import CSVLogger as LightningCSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+from regnet.results import temp_beside
 
 
 class _AppendingWriter(ExperimentWriter):
@@ -91,10 +91,8 @@ def drop_repeated_rows(path: Path) -> None:
 
 def _write_atomic_csv(path: Path, fields: list[str], rows: list[dict]) -> None:
     """Replace ``path`` by a CSV of ``rows``: written next to it, then renamed over it."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    fd, tmp = temp_beside(path)
     try:
-        if path.exists():
-            os.chmod(tmp, stat.S_IMODE(path.stat().st_mode))  # mkstemp's file is 0600
         with os.fdopen(fd, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=fields)
             writer.writeheader()
