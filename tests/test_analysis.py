@@ -182,3 +182,13 @@ def test_analyze_reuses_each_runs_saved_records_and_recomputes_when_anything_cha
     capsys.readouterr()
     assert main(planes) == 0 and marked() == 0
     assert "[cached]" not in capsys.readouterr().err
+
+
+def test_learning_curves_show_each_penalty_next_to_losses_and_accuracies():
+    from regnet.analysis.diagnostics import curve_columns
+
+    log = pd.DataFrame(columns=["epoch", "lr-SGD", "step", "test/acc", "test/acc_top5", "test/err", "test/loss",
+                                "train/acc", "train/data_loss", "train/err_top5", "train/images_per_s",
+                                "train/jacobian", "train/loss", "val/acc"])  # fmt: skip
+    assert curve_columns(log) == ["lr-SGD", "test/acc", "test/loss", "train/acc", "train/data_loss",
+                                  "train/jacobian", "train/loss", "val/acc"]  # fmt: skip

@@ -50,6 +50,15 @@ def learning_curves(run_dir: str | Path) -> pd.DataFrame | None:
     return df.groupby("step", as_index=False).first() if "step" in df else df
 
 
+def curve_columns(curves: pd.DataFrame) -> list[str]:
+    """The columns of a metrics log worth a learning curve: losses, accuracies, learning rates and each
+    regularizer's penalty (``train/jacobian``, ``train/l1``, ...); not the error rates (1 − accuracy), top-5
+    numbers or throughput."""
+    skip = ("epoch", "step")
+    return [c for c in curves.columns
+            if c not in skip and not any(t in c for t in ("/err", "_top5", "images_per_s"))]  # fmt: skip
+
+
 def singular_values(model: nn.Module) -> dict[str, np.ndarray]:
     """Singular values per weight matrix; conv weights reshaped to out × (in·k·k) as SVB treats them."""
     out = {}
@@ -83,7 +92,7 @@ def run_diagnostics(module, datamodule, run_dir: str | Path, out: str | Path, n_
         plots.save_figure(plots.plot_gallery(x[idx].numpy(), caps, name.replace("_", " ")), out / f"gallery_{name}.png")
     curves = learning_curves(run_dir)
     if curves is not None:
-        cols = [col for col in curves.columns if col.endswith(("loss", "acc")) or col.startswith("lr")]
+        cols = curve_columns(curves)
         fig, axes = plots.panel_grid(len(cols), width=3.2, height=2.8)
         for ax, col in zip(axes, cols):
             d = curves[["step", col]].dropna()
@@ -96,6 +105,7 @@ def run_diagnostics(module, datamodule, run_dir: str | Path, out: str | Path, n_
     for ax, (name, s) in zip(axes, svs.items()):
         ax.hist(s, bins=30)
         ax.set_title(name, fontsize=7)
+        ax.set_xlabel("singular value", fontsize=7)
     plots.save_figure(fig, out / "singular_values.png")
     write_atomic(out / "diagnostics.json", pd.Series(summary).to_json(indent=2) + "\n")
     return summary

@@ -115,6 +115,7 @@ def panel_grid(n: int, width: float = 2.8, height: float = 2.5, max_cols: int = 
     cols = max(1, min(n, max_cols))
     rows = max(1, -(-n // cols))
     fig, axes = subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    fig.set_layout_engine("constrained")  # a row's titles clear the x labels of the row above
     flat = list(axes.flat)
     for ax in flat[n:]:
         ax.axis("off")
