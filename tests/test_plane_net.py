@@ -50,8 +50,12 @@ def test_plane_logits_equal_the_model_and_labels_equal_plain_evaluation(name):
         a, b = torch.randn(64, generator=g) * 20, torch.randn(64, generator=g) * 20
         with torch.inference_mode():
             expected = model(x0 + a.view(-1, 1, 1, 1) * v1 + b.view(-1, 1, 1, 1) * v2)
-            got = chain.plane(x0, v1, v2).logits(a, b)
-        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4 * float(expected.abs().max()))
+            net = chain.plane(x0, v1, v2)
+            got = net.logits(a, b)
+            net.cpu_kernels = False  # the layers as a GPU runs them
+            generic = net.logits(a, b)
+        for logits in (got, generic):
+            torch.testing.assert_close(logits, expected, rtol=1e-4, atol=1e-4 * float(expected.abs().max()))
     res = 12 if name in ("resnet18", "simplenet") else 32
     fast = decision_plane(model, x0, v1, v2, 0.05, res, batch_size=50)
     plain = decision_plane(model, x0, v1, v2, 0.05, res, fast=False)
