@@ -11,6 +11,7 @@ same command again skips completed runs (``force=true`` retrains) and resumes in
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sys
 import time
@@ -132,11 +133,64 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     """
     run_dir = Path(run_dir)
     bind_run_dir(cfg, run_dir)
-    done = read_results(run_dir)
-    if done and done.get("status") == "completed" and not cfg.force:
-        print(f"[regnet] {run_dir} is already completed (results.json); skipping. Use force=true to retrain.")
-        return done
+    with RunLock(run_dir) as lock:
+        if not lock.held:
+            print(f"[regnet] {run_dir} is being trained by another process{lock.owner}; skipping it. Run the "
+                  "command again once that process has ended (it resumes or skips the run).", file=sys.stderr)
+            return {"status": "running elsewhere", "run_dir": str(run_dir)}
+        done = read_results(run_dir)
+        if done and done.get("status") == "completed" and not cfg.force:
+            print(f"[regnet] {run_dir} is already completed (results.json); skipping. Use force=true to retrain.")
+            return done
+        return _train(cfg, run_dir)
 
+
+class RunLock:
+    """An exclusive, non-blocking ``flock`` on ``<run dir>/.regnet-run.lock`` while a run trains, so two
+    processes never train the same run at once (the same command started twice, a SLURM job requeued while
+    the first still runs): both would write the same checkpoints and append to one ``metrics.csv``. The
+    kernel drops the lock when its process dies, even by SIGKILL, so a killed run never blocks its own resume.
+    Only rank 0 of a distributed run takes it (the other ranks are that run); where the file system has no
+    flock the run goes on unlocked."""
+
+    NAME = ".regnet-run.lock"
+    RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")
+
+    def __init__(self, run_dir: Path):
+        self.path, self.file, self.held, self.owner = Path(run_dir) / self.NAME, None, True, ""
+
+    def __enter__(self) -> RunLock:
+        if any(os.environ.get(v, "0") != "0" for v in self.RANK_VARIABLES):
+            return self
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.file = open(self.path, "a+")
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.held = False
+            self.file.seek(0)
+            pid = self.file.read().strip()
+            self.owner = f" (pid {pid})" if pid else ""
+            self.file.close()
+            self.file = None
+        except OSError:  # no flock here (some network file systems): unlocked, as before
+            if self.file is not None:
+                self.file.close()
+            self.file = None
+        else:
+            self.file.truncate(0)
+            self.file.write(f"{os.getpid()}\n")
+            self.file.flush()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.file is not None:
+            fcntl.flock(self.file, fcntl.LOCK_UN)
+            self.file.close()
+
+
+def _train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """:func:`train` once the run is known to need training (and this process holds its lock)."""
     check_seed(cfg.seed)
     L.seed_everything(cfg.seed, workers=True)
     module, datamodule, reg_callbacks = build(cfg)

@@ -143,3 +143,37 @@ def test_epoch_end_checkpoint_holds_reset_training_counts(data_root, tmp_path):
     counts = {k: v for k, v in state.items() if k.startswith(("metrics.train_metrics.", "means.train_means."))}
     assert counts and all(not v.any() for v in counts.values())
     assert not any(k.startswith(("metrics.val_metrics.", "means.test_means.")) for k in state)  # only training's travel
+
+
+HOLD_LOCK = """
+import fcntl, sys, time
+f = open(sys.argv[1], "a+")
+fcntl.flock(f, fcntl.LOCK_EX)
+f.truncate(0); f.write("4242\\n"); f.flush()
+print("locked", flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.slow
+def test_a_run_another_process_is_training_is_skipped_until_that_process_dies(data_root, tmp_path):
+    """The same command started twice (or a requeued SLURM job while the first still runs) must not train one
+    run in two processes; a holder killed with SIGKILL releases the run (the kernel drops its flock)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(run / ".regnet-run.lock")],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        cmd = [sys.executable, "-m", "regnet.train", "trainer.accelerator=cpu", "trainer.max_epochs=1",
+               "trainer.limit_train_batches=3", "trainer.limit_test_batches=1", f"hydra.run.dir={run}"]
+        out = subprocess.run(cmd, cwd=REPO, env=_env(data_root), capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert "is being trained by another process (pid 4242); skipping it" in out.stderr
+        assert not (run / "results.json").exists() and not (run / "checkpoints").exists()
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    out = subprocess.run(cmd, cwd=REPO, env=_env(data_root), capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads((run / "results.json").read_text())["status"] == "completed"
