@@ -11,7 +11,6 @@ same command again skips completed runs (``force=true`` retrains) and resumes in
 
 from __future__ import annotations
 
-import fcntl
 import os
 import sys
 import time
@@ -24,17 +23,16 @@ import hydra
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 import regnet
-from regnet.config import gpu_count, gpu_for_job
 from regnet.callbacks.divergence import DivergenceCheck, Diverged
 from regnet.callbacks.throughput import Throughput
 from regnet.errors import one_line
 from regnet.loggers.csv import CSVLogger
 from regnet.module import RegNetModule
+from regnet.jobs import RunLock, pin_to_gpu, share_cpu_cores
 from regnet.results import LAST_CHECKPOINT, git_commit, read_results, write_atomic, write_results
 
 
@@ -145,50 +143,6 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         return _train(cfg, run_dir)
 
 
-class RunLock:
-    """An exclusive, non-blocking ``flock`` on ``<run dir>/.regnet-run.lock`` while a run trains, so two
-    processes never train the same run at once (the same command started twice, a SLURM job requeued while
-    the first still runs): both would write the same checkpoints and append to one ``metrics.csv``. The
-    kernel drops the lock when its process dies, even by SIGKILL, so a killed run never blocks its own resume.
-    Only rank 0 of a distributed run takes it (the other ranks are that run); where the file system has no
-    flock the run goes on unlocked."""
-
-    NAME = ".regnet-run.lock"
-    RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")
-
-    def __init__(self, run_dir: Path):
-        self.path, self.file, self.held, self.owner = Path(run_dir) / self.NAME, None, True, ""
-
-    def __enter__(self) -> RunLock:
-        if any(os.environ.get(v, "0") != "0" for v in self.RANK_VARIABLES):
-            return self
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.file = open(self.path, "a+")
-            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self.held = False
-            self.file.seek(0)
-            pid = self.file.read().strip()
-            self.owner = f" (pid {pid})" if pid else ""
-            self.file.close()
-            self.file = None
-        except OSError:  # no flock here (some network file systems): unlocked, as before
-            if self.file is not None:
-                self.file.close()
-            self.file = None
-        else:
-            self.file.truncate(0)
-            self.file.write(f"{os.getpid()}\n")
-            self.file.flush()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.file is not None:
-            fcntl.flock(self.file, fcntl.LOCK_UN)
-            self.file.close()
-
-
 def _train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """:func:`train` once the run is known to need training (and this process holds its lock)."""
     check_seed(cfg.seed)
@@ -270,47 +224,6 @@ def _record(cfg, run_dir, trainer, module, datamodule, callbacks, start, resumed
             write_atomic(run_dir / "error.txt", trace)
         write_results(run_dir, results)
     return results
-
-
-def pin_to_gpu(cfg: DictConfig, hydra_cfg) -> None:
-    """In a sweep on a machine with several GPUs, job k trains on GPU k mod #GPUs (unless devices are set)."""
-    gpus = gpu_count()
-    if hydra_cfg.mode != RunMode.MULTIRUN or gpus < 2 or cfg.trainer.accelerator not in ("auto", "gpu", "cuda"):
-        return
-    if cfg.trainer.devices in (1, "1", "auto"):
-        with open_dict(cfg):
-            cfg.trainer.devices = [gpu_for_job(hydra_cfg.job.num, gpus)]
-
-
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
-
-
-def threads_per_job(hydra_cfg, cores: int) -> int | None:
-    """CPU threads for one job of a local sweep whose jobs run at once on this machine: 1/K of the ``cores``
-    for joblib's ``n_jobs`` = K > 1, ``cpus_per_task`` for submitit's local executor (it starts every job at
-    once); None (torch's default) for one run, SLURM (its allocation sets the cores) and other launchers."""
-    if hydra_cfg.mode != RunMode.MULTIRUN:
-        return None
-    launcher = hydra_cfg.launcher
-    target = str(launcher.get("_target_", ""))
-    if target.endswith("JoblibLauncher") and int(launcher.get("n_jobs") or 1) > 1:
-        return max(1, cores // int(launcher.n_jobs))
-    if target.endswith("submitit_launcher.LocalLauncher") and launcher.get("cpus_per_task"):
-        return int(launcher.cpus_per_task)
-    return None
-
-
-def share_cpu_cores(cfg: DictConfig, hydra_cfg) -> int:
-    """CPU training in a local sweep of K jobs at once: each job gives torch 1/K of the cores
-    (:func:`threads_per_job`). Two LeNet jobs with two threads each on two cores trained at 3,466 images/s
-    together, with one thread each at 18,479 (benchmarks/RESULTS.md). OMP_NUM_THREADS or MKL_NUM_THREADS set
-    by the user win. Returns the thread count torch uses."""
-    on_cpu = cfg.trainer.accelerator == "cpu" or (cfg.trainer.accelerator == "auto" and gpu_count() == 0)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    threads = threads_per_job(hydra_cfg, cores)
-    if on_cpu and threads and not any(os.environ.get(v) for v in THREAD_VARIABLES):
-        torch.set_num_threads(threads)
-    return torch.get_num_threads()
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
