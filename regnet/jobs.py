@@ -2,13 +2,14 @@
 
 - :func:`pin_to_gpu`: job k of a sweep on several GPUs trains on GPU k mod #GPUs.
 - :func:`share_cpu_cores`: K jobs at once on the CPU give torch 1/K of the cores each.
-- :class:`RunLock`: a run being trained holds a flock on its directory; a second process skips it.
+- :func:`run_lock`: a run being trained holds a flock on its directory; a second process skips it.
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -16,6 +17,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
 
 from regnet.config import gpu_count, gpu_for_job
+from regnet.locks import exclusive
 
 
 def pin_to_gpu(cfg: DictConfig, hydra_cfg) -> None:
@@ -59,45 +61,20 @@ def share_cpu_cores(cfg: DictConfig, hydra_cfg) -> int:
     return torch.get_num_threads()
 
 
-class RunLock:
-    """An exclusive, non-blocking ``flock`` on ``<run dir>/.regnet-run.lock`` while a run trains, so two
-    processes never train the same run at once (the same command started twice, a SLURM job requeued while
-    the first still runs): both would write the same checkpoints and append to one ``metrics.csv``. The
-    kernel drops the lock when its process dies, even by SIGKILL, so a killed run never blocks its own resume.
-    Only rank 0 of a distributed run takes it (the other ranks are that run); where the file system has no
-    flock the run goes on unlocked."""
+RUN_LOCK = ".regnet-run.lock"
+RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")
 
-    NAME = ".regnet-run.lock"
-    RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")
 
-    def __init__(self, run_dir: Path):
-        self.path, self.file, self.held, self.owner = Path(run_dir) / self.NAME, None, True, ""
-
-    def __enter__(self) -> RunLock:
-        if any(os.environ.get(v, "0") != "0" for v in self.RANK_VARIABLES):
-            return self
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.file = open(self.path, "a+")
-            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self.held = False
-            self.file.seek(0)
-            pid = self.file.read().strip()
-            self.owner = f" (pid {pid})" if pid else ""
-            self.file.close()
-            self.file = None
-        except OSError:  # no flock here (some network file systems): unlocked, as before
-            if self.file is not None:
-                self.file.close()
-            self.file = None
-        else:
-            self.file.truncate(0)
-            self.file.write(f"{os.getpid()}\n")
-            self.file.flush()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.file is not None:
-            fcntl.flock(self.file, fcntl.LOCK_UN)
-            self.file.close()
+@contextmanager
+def run_lock(run_dir: Path) -> Iterator[tuple[bool, str]]:
+    """An exclusive, non-blocking flock on ``<run dir>/.regnet-run.lock`` while a run trains
+    (:func:`regnet.locks.exclusive`), so two processes never train the same run at once (the same command
+    started twice, a SLURM job requeued while the first still runs): both would write the same checkpoints and
+    append to one ``metrics.csv``. A killed run never blocks its own resume: its lock died with it. Only rank 0
+    of a distributed run takes it (the other ranks are that run). Yields (held, pid of the process that has
+    the run when held is False)."""
+    if any(os.environ.get(v, "0") != "0" for v in RANK_VARIABLES):
+        yield True, ""
+        return
+    with exclusive(Path(run_dir) / RUN_LOCK, wait=False) as (held, owner):
+        yield held, owner

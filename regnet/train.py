@@ -30,9 +30,9 @@ import regnet
 from regnet.callbacks.divergence import DivergenceCheck, Diverged
 from regnet.callbacks.throughput import Throughput
 from regnet.errors import one_line
+from regnet.jobs import pin_to_gpu, run_lock, share_cpu_cores
 from regnet.loggers.csv import CSVLogger
 from regnet.module import RegNetModule
-from regnet.jobs import RunLock, pin_to_gpu, share_cpu_cores
 from regnet.results import LAST_CHECKPOINT, git_commit, read_results, write_atomic, write_results
 
 
@@ -131,9 +131,10 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     """
     run_dir = Path(run_dir)
     bind_run_dir(cfg, run_dir)
-    with RunLock(run_dir) as lock:
-        if not lock.held:
-            print(f"[regnet] {run_dir} is being trained by another process{lock.owner}; skipping it. Run the "
+    with run_lock(run_dir) as (held, owner):
+        if not held:
+            pid = f" (pid {owner})" if owner else ""
+            print(f"[regnet] {run_dir} is being trained by another process{pid}; skipping it. Run the "
                   "command again once that process has ended (it resumes or skips the run).", file=sys.stderr)
             return {"status": "running elsewhere", "run_dir": str(run_dir)}
         done = read_results(run_dir)

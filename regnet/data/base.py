@@ -7,9 +7,7 @@ reads them (``load``), plus its constants (classes, channels, size, mean/std fro
 
 from __future__ import annotations
 
-import fcntl
 import os
-from contextlib import contextmanager
 from pathlib import Path
 
 import lightning as L
@@ -18,25 +16,7 @@ from torch import Tensor
 
 from regnet.data.augment import PRESETS, check_preset, make_generator
 from regnet.data.batches import TensorBatches
-
-
-@contextmanager
-def _locked(path: Path):
-    """An exclusive advisory lock (``flock``) on ``path``, held for the block; released if the process dies.
-    Where ``path`` cannot be created (a read-only dataset folder) nothing can be written there either, so the
-    block runs unlocked."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        f = open(path, "a")
-    except OSError:
-        yield
-        return
-    with f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+from regnet.locks import exclusive
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -117,7 +97,7 @@ class ImageDataModule(L.LightningDataModule):
         on one machine would otherwise copy or download the same files into the same place at once (one job's
         rename then failed with "No such file or directory"). The first job fetches; the others wait, then
         find the files."""
-        with _locked(self.root / ".regnet-data.lock"):
+        with exclusive(self.root / ".regnet-data.lock"):
             self.locate()
 
     def setup(self, stage: str | None = None) -> None:
