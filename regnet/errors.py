@@ -10,6 +10,17 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+
+class Diverged(RuntimeError):
+    """The training loss became NaN or Inf; ``step`` is the first optimizer step where it did (counted from 1,
+    as ``trainer.global_step`` right after that step)."""
+
+    def __init__(self, step: int, loss: float):
+        super().__init__(f"training loss became {loss} at step {step}: the run diverged")
+        self.step = step
+        self.loss = loss
+
+
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
 

@@ -27,42 +27,14 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 import regnet
-from regnet.callbacks.divergence import DivergenceCheck, Diverged
+from regnet.build import build, model_name, reg_names
+from regnet.callbacks.divergence import DivergenceCheck
 from regnet.callbacks.throughput import Throughput
-from regnet.errors import one_line
+from regnet.errors import Diverged, one_line
 from regnet.jobs import pin_to_gpu, run_lock, share_cpu_cores
 from regnet.loggers.csv import CSVLogger
 from regnet.module import RegNetModule
 from regnet.results import LAST_CHECKPOINT, git_commit, read_results, write_atomic, write_results
-
-
-def build(cfg: DictConfig) -> tuple[RegNetModule, L.LightningDataModule, list[L.Callback]]:
-    """Model, regularizers, module and data from a composed config (no Trainer, no output files)."""
-    datamodule = instantiate(cfg.data)
-    model = instantiate(cfg.model)
-    regularizers = [instantiate(r) for r in (cfg.reg or {}).values()]
-    for reg in regularizers:
-        reg.setup(model)
-    module = RegNetModule(
-        model,
-        num_classes=cfg.data.num_classes,
-        regularizers=regularizers,
-        optimizer=instantiate(cfg.optim),
-        scheduler=instantiate(cfg.sched.scheduler) if cfg.sched.scheduler is not None else None,
-        scheduler_interval=cfg.sched.interval,
-        loss=cfg.loss,
-    )
-    callbacks = [cb for r in regularizers for cb in r.callbacks()]
-    return module, datamodule, callbacks
-
-
-def reg_names(cfg: DictConfig) -> list[str]:
-    return list((cfg.reg or {}).keys())
-
-
-def model_name(cfg: DictConfig) -> str:
-    """``regnet.models.lenet.LeNet`` → ``lenet``: the model file's name, as chosen with ``model=``."""
-    return cfg.model._target_.rsplit(".", 2)[-2]
 
 
 def bind_run_dir(cfg: DictConfig, run_dir: Path) -> None:

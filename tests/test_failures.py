@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from regnet.callbacks.divergence import Diverged
+from regnet.errors import Diverged
 from regnet.results import write_atomic
 from regnet.train import train
 from tests.conftest import REPO, compose_cfg, tiny

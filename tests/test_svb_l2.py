@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from regnet.callbacks.divergence import Diverged
+from regnet.errors import Diverged
 from regnet.models.lenet import LeNet
 from regnet.module import RegNetModule
 from regnet.regularizers.base import weight_matrices

@@ -115,9 +115,9 @@ def run_config(run_dir: str | Path, results: dict[str, Any] | None = None) -> Di
 def load_run(run_dir: str | Path, device: str | torch.device | None = None, data_root: str | None = None):
     """(RegNetModule in eval mode on ``device`` (default: a GPU if there is one), datamodule set up for testing on the CPU, results dict).
 
-    Rebuilds the run with ``regnet.train.build`` from its config and loads ``checkpoints/last.ckpt``.
+    Rebuilds the run with ``regnet.build.build`` from its config and loads ``checkpoints/last.ckpt``.
     ``data_root`` overrides ``data.root`` (e.g. when the run was trained on another machine)."""
-    from regnet.train import build  # heavy import; only when loading
+    from regnet.build import build  # heavy import; only when loading
 
     run_dir = Path(run_dir)
     results_path = run_dir / RESULTS

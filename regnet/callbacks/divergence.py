@@ -11,15 +11,7 @@ from __future__ import annotations
 import lightning as L
 import torch
 
-
-class Diverged(RuntimeError):
-    """The training loss became NaN or Inf; ``step`` is the first optimizer step where it did (counted from 1,
-    as ``trainer.global_step`` right after that step)."""
-
-    def __init__(self, step: int, loss: float):
-        super().__init__(f"training loss became {loss} at step {step}: the run diverged")
-        self.step = step
-        self.loss = loss
+from regnet.errors import Diverged
 
 
 class DivergenceCheck(L.Callback):

@@ -13,7 +13,7 @@ import scipy.linalg
 import torch
 from torch import Tensor, nn
 
-from regnet.callbacks.divergence import Diverged
+from regnet.errors import Diverged
 from regnet.regularizers.base import Regularizer, check_positive, weight_matrices
 
 
