@@ -1,0 +1,126 @@
+"""``hydra/launcher=stacked``: a sweep's compatible jobs train as stacks (regnet/stacked/train.py), one stack
+at a time in this process; the other jobs run one after another as ordinary jobs, as Hydra's basic launcher
+runs them, each named with its reason on one line.
+
+    python -m regnet.train -m hydra/launcher=stacked experiment=hoffman2019_mnist \\
+        variant=no_reg,no_reg_no_dropout,l2,jacobi,jacobi_no_dropout,svb seed=0,1,2,3,4
+
+Every member goes through Hydra's ``run_job`` (its ``.hydra/`` files, its output directory, the job callbacks)
+with a task that only collects its resolved config; then the stack trains and each member's ``JobReturn``
+gets its test accuracy, or its ``Diverged``/failure, as the ordinary job would. Hydra loads launchers only
+from the ``hydra_plugins`` package: ``hydra_plugins/regnet_stacked_launcher`` names this class there.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, open_dict
+
+from regnet.errors import Diverged
+from regnet.results import read_results
+from regnet.stacked.grouping import group, refusal, shared_settings, stack_key
+
+log = logging.getLogger(__name__)
+
+
+class StackedLauncher(Launcher):
+    def __init__(self, max_members: int = 30) -> None:
+        super().__init__()
+        self.max_members = int(max_members)
+        self.config: DictConfig | None = None
+        self.task_function: TaskFunction | None = None
+        self.hydra_context: HydraContext | None = None
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
+
+    def _job_config(self, overrides: Sequence[str], idx: int) -> DictConfig:
+        cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+        with open_dict(cfg):
+            cfg.hydra.job.id = idx
+            cfg.hydra.job.num = idx
+        return cfg
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        from regnet.stacked.train import resolved, train_stack  # heavy (torch, lightning): only when launching
+
+        setup_globals()
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        configs = [self._job_config(o, initial_job_idx + i) for i, o in enumerate(job_overrides)]
+        names = [" ".join(filter_overrides(o)) or "(no overrides)" for o in job_overrides]
+        stackable, ordinary, reasons = [], [], {}
+        for i, cfg in enumerate(configs):
+            HydraConfig.instance().set_config(cfg)
+            run_dir = Path(str(cfg.hydra.sweep.dir)) / str(cfg.hydra.sweep.subdir)
+            done = read_results(run_dir)
+            if done and done.get("status") == "completed" and not cfg.force:
+                ordinary.append(i)  # the ordinary job says it is completed and skips it
+                continue
+            reason = refusal(cfg)
+            if reason:
+                reasons[i] = reason
+                ordinary.append(i)
+            else:
+                stackable.append(i)
+        keyed = [(stack_key(configs[i]), shared_settings(configs[i])) for i in stackable]
+        stacks = [[stackable[j] for j in g] for g in group(keyed, self.max_members)]
+        for g in [g for g in stacks if len(g) == 1]:
+            reasons[g[0]] = "no other job of this sweep shares its model, data, optimizer, schedule and epochs"
+            ordinary.append(g[0])
+        stacks = [g for g in stacks if len(g) > 1]
+        log.info(f"Launching {len(configs)} jobs: {sum(map(len, stacks))} in {len(stacks)} stacks "
+                 f"(at most {self.max_members} each), {len(ordinary)} ordinary")  # fmt: skip
+        for i in sorted(reasons):
+            print(f"[regnet] not stacked, runs as an ordinary job: #{initial_job_idx + i} {names[i]}: {reasons[i]}")
+
+        returns: list[JobReturn | None] = [None] * len(configs)
+        for k, members in enumerate(stacks):
+            collected: list[tuple[JobReturn, Any]] = []
+            for i in members:
+                box: dict[str, Any] = {}
+
+                def collect(task_cfg: DictConfig, box=box) -> None:
+                    box["cfg"] = resolved(task_cfg)
+                    box["run_dir"] = HydraConfig.get().runtime.output_dir
+
+                ret = run_job(hydra_context=self.hydra_context, task_function=collect, config=configs[i],
+                              job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")  # fmt: skip
+                if ret.status == JobStatus.FAILED:  # resolving the config failed: as the ordinary job would
+                    ret.return_value  # noqa: B018  (raises the job's exception)
+                collected.append((ret, box))
+            log.info(f"Stack {k + 1}/{len(stacks)}: " + "; ".join(names[i] for i in members))
+            try:
+                results = train_stack([b["cfg"] for _, b in collected], [b["run_dir"] for _, b in collected])
+            except ValueError:
+                raise  # bad input, found before training: one line from the CLI
+            except Exception as err:  # noqa: BLE001  (recorded in every member's results.json)
+                results = [err] * len(members)
+            for i, (ret, _), res in zip(members, collected, results, strict=True):
+                returns[i] = _job_return(ret, res)
+        for i in sorted(ordinary):
+            HydraConfig.instance().set_config(configs[i])
+            returns[i] = run_job(hydra_context=self.hydra_context, task_function=self.task_function, config=configs[i],
+                                 job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")  # fmt: skip
+        return returns
+
+
+def _job_return(collected: JobReturn, result: dict | BaseException) -> JobReturn:
+    """The member's JobReturn: its test accuracy, or the exception its ordinary job would have raised."""
+    ret = copy.copy(collected)
+    if isinstance(result, BaseException):
+        ret.return_value, ret.status = result, JobStatus.FAILED
+    elif result.get("status") == "diverged":
+        ret.return_value = Diverged(int(result.get("diverged_step") or 0), float("nan"))
+        ret.status = JobStatus.FAILED
+    else:
+        ret.return_value, ret.status = result.get("test_acc"), JobStatus.COMPLETED
+    return ret

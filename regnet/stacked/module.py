@@ -1,0 +1,342 @@
+"""The LightningModule of a stack: the wide model (regnet/stacked/layers.py), each member's loss and
+regularizers (regnet/stacked/regularizers.py), per-member metrics, divergence isolation.
+
+``training_step`` mirrors ``RegNetModule.training_step`` for S members at once: the returned loss is the sum
+of the members' losses, so each member's gradient is that of its own loss (members share no parameter).
+Per-member weight decay and gradient clipping happen in ``on_before_optimizer_step`` (clipping first, then
+``grad += wd·w``, the order ``torch.optim.SGD``/``Adam`` apply a Trainer's clipping and their own decay).
+
+A member whose loss stops being finite is *frozen*: its loss leaves the sum, its gradients are zeroed, and
+after the host notices (every step on the CPU, every ``check_every_gpu`` steps on a GPU, as DivergenceCheck)
+its parameters and buffers are restored after every step from a snapshot; its first bad step is recorded.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from functools import partial
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.loggers.logger import Logger
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from regnet.module import rng_states, set_rng_states
+from regnet.stacked.regularizers import MemberRegs
+
+STAGES = ("train", "val", "test")
+MEMBER_KEY = re.compile(r"^m(\d+)/(.*)$")
+
+
+def member_losses(name: str, logits: Tensor, y: Tensor) -> Tensor:
+    """``regnet.losses`` per member: logits (N, S, K), y (N, S) → (S,), each the mean over the batch."""
+    n, s, k = logits.shape
+    if name == "cross_entropy":
+        return F.cross_entropy(logits.reshape(n * s, k), y.reshape(-1), reduction="none").view(n, s).mean(0)
+    if name == "nll":
+        return F.nll_loss(logits.reshape(n * s, k), y.reshape(-1), reduction="none").view(n, s).mean(0)
+    if name == "bce_onehot":
+        with torch.autocast(device_type=logits.device.type, enabled=False):
+            probs = F.softmax(logits.float(), dim=-1)
+            onehot = F.one_hot(y, num_classes=k).float()
+            return F.binary_cross_entropy(probs, onehot, reduction="none").mean(dim=(0, 2))
+    raise ValueError(f"loss={name!r} has no stacked version")
+
+
+class StackedModule(L.LightningModule):
+    def __init__(
+        self,
+        model: nn.Module,
+        regs: MemberRegs,
+        num_classes: int,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable | None,
+        scheduler_interval: str,
+        loss: str,
+        generator_seeds: list[int],
+        generator_states: list[Tensor | None],
+        weight_decay: Tensor,
+        clip_val: float | None = None,
+        clip_algorithm: str = "norm",
+        check_every_gpu: int = 20,
+    ):
+        super().__init__()
+        self.model, self.regs, self.num_classes = model, regs, num_classes
+        self.S = S = regs.S
+        self.optimizer_factory, self.scheduler_factory, self.scheduler_interval = optimizer, scheduler, scheduler_interval
+        self.loss_name = loss
+        self.clip_val, self.clip_algorithm, self.check_every_gpu = clip_val, clip_algorithm, check_every_gpu
+        self._gen_seeds, self._gen_states = list(generator_seeds), list(generator_states)
+        self._generators: list[torch.Generator] | None = None
+        self.register_buffer("weight_decay", weight_decay.float().clone())
+        self._any_weight_decay = bool(weight_decay.any())
+        self.register_buffer("alive", torch.ones(S, dtype=torch.bool))
+        self.register_buffer("first_bad", torch.full((S,), -1, dtype=torch.long))
+        self.register_buffer("bad_loss", torch.zeros(S))
+        self.topk = (1, 5) if num_classes > 5 else (1,)
+        for stage in STAGES:  # device-side sums: correct top-k counts, sample counts, loss/penalty sums
+            names = ["count", "loss"] + [f"correct{k}" for k in self.topk]
+            if stage == "train":
+                names += ["data_loss", *regs.penalties]
+            for name in names:
+                self.register_buffer(f"{stage}__{name}", torch.zeros(S, dtype=torch.float64))
+        self._snapshot: dict[str, Tensor] | None = None
+        self._step_ok: Tensor | None = None
+        self._last_svb_step = -1
+
+    # --- per-member random generators (input noise, weight noise, Jacobian projections) -------------------
+    def generators(self) -> list[torch.Generator]:
+        if self._generators is None:
+            self.regs.to(self.device)
+            self._generators = []
+            for seed, state in zip(self._gen_seeds, self._gen_states, strict=True):
+                g = torch.Generator(device=self.device)
+                if state is not None and (self.device.type == "cpu") == (state.numel() > 16):
+                    g.set_state(state)
+                else:  # a fresh CUDA run's global generator: manual_seed(seed)
+                    g.manual_seed(seed)
+                self._generators.append(g)
+        return self._generators
+
+    # --- training ---------------------------------------------------------------------------------------
+    def wide_input(self, x: Tensor) -> Tensor:
+        """(N, S, C, H, W) → (N, S·C, H, W): member s's channels are block s."""
+        return x.reshape(x.shape[0], -1, *x.shape[3:])
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        x, y = batch  # x: (N, S, C, H, W) normalised, y: (N, S)
+        gens = self.generators()
+        x = self.regs.perturb_inputs(x.transpose(0, 1), gens).transpose(0, 1)
+        xw = self.wide_input(x)
+        if self.regs.needs_input_grad:
+            xw = xw.detach().requires_grad_(True)
+        params = self.regs.noisy_params(self.model, gens)
+        out = functional_call(self.model, params, (xw,)) if params is not None else self.model(xw)
+        logits = out.view(len(y), self.S, -1)  # (N, S, K)
+        data_loss = member_losses(self.loss_name, logits, y)
+        loss = data_loss
+        n = len(y)
+        for name, value in self.regs.penalties_of(self.model, xw, logits, y, gens).items():
+            uses = self.regs.uses[name].to(value.device)
+            loss = loss + torch.where(uses, value, torch.zeros_like(value))
+            self._add("train", name, value.detach() * n)
+        self._add("train", "data_loss", data_loss.detach() * n)
+        self._add("train", "loss", loss.detach() * n)
+        self._count("train", logits.detach(), y)
+        finite = torch.isfinite(loss.detach())
+        newly_bad = ~finite & (self.first_bad < 0)
+        self.first_bad.copy_(torch.where(newly_bad, torch.full_like(self.first_bad, self.global_step + 1), self.first_bad))
+        self.bad_loss.copy_(torch.where(newly_bad, loss.detach().to(self.bad_loss.dtype), self.bad_loss))
+        self._step_ok = self.alive & finite
+        return torch.where(self._step_ok, loss, torch.zeros_like(loss)).sum()
+
+    def _add(self, stage: str, name: str, value: Tensor) -> None:
+        buf = getattr(self, f"{stage}__{name}")
+        buf += value.to(buf.dtype)
+
+    def _count(self, stage: str, logits: Tensor, y: Tensor) -> None:
+        self._add(stage, "count", torch.full((self.S,), float(len(y)), device=y.device))
+        top = logits.topk(max(self.topk), dim=-1).indices  # (N, S, k)
+        hit = top == y.unsqueeze(-1)
+        for k in self.topk:
+            self._add(stage, f"correct{k}", hit[..., :k].any(-1).sum(0))
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        if self._step_ok is not None:
+            for p in params:
+                p.grad.masked_fill_(~self._step_ok.view(-1, *([1] * (p.dim() - 1))), 0.0)
+        if self.clip_val:
+            if self.clip_algorithm == "value":
+                for p in params:
+                    p.grad.clamp_(-self.clip_val, self.clip_val)
+            else:  # torch.nn.utils.clip_grad_norm_, per member
+                norms = torch.stack([p.grad.flatten(1).norm(dim=1) for p in params]).norm(dim=0)  # (S,)
+                coef = (self.clip_val / (norms + 1e-6)).clamp(max=1.0)
+                for p in params:
+                    p.grad.mul_(coef.view(-1, *([1] * (p.dim() - 1))).to(p.grad.dtype))
+        if self._any_weight_decay:
+            for p in params:
+                p.grad.add_(p.detach() * self.weight_decay.view(-1, *([1] * (p.dim() - 1))).to(p.dtype))
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        step = self.global_step
+        if self._snapshot is not None:
+            self._restore_frozen()
+        if step != self._last_svb_step:
+            for s in self.regs.svb_project_(self.model, step, self.alive):
+                if int(self.first_bad[s]) < 0:
+                    self.first_bad[s] = step
+                    self.bad_loss[s] = float("nan")
+            self._last_svb_step = step
+        every = 1 if self.device.type == "cpu" else self.check_every_gpu
+        if step % every == 0:
+            self.check_divergence()
+
+    def on_train_epoch_end(self) -> None:
+        self.check_divergence()
+        self._log_epoch("train")
+
+    def check_divergence(self) -> list[int]:
+        """Freeze the members found diverged since the last check (one host sync); returns them."""
+        newly = ((self.first_bad >= 0) & self.alive).nonzero().flatten().tolist()
+        if not newly:
+            return []
+        state = self.model.state_dict()
+        if self._snapshot is None:
+            self._snapshot = {k: v.detach().clone() for k, v in state.items()}
+        for s in newly:
+            self.alive[s] = False
+            for k, v in state.items():
+                self._snapshot[k][s] = v[s]
+            print(f"[regnet] stack member {s} diverged at step {int(self.first_bad[s])} (loss "
+                  f"{float(self.bad_loss[s])}): frozen, the others train on")  # fmt: skip
+        if not bool(self.alive.any()) and self._trainer is not None:
+            self.trainer.should_stop = True
+        return newly
+
+    @torch.no_grad()
+    def _restore_frozen(self) -> None:
+        frozen = ~self.alive
+        for k, v in self.model.state_dict().items():
+            v.copy_(torch.where(frozen.view(-1, *([1] * (v.dim() - 1))), self._snapshot[k], v))
+
+    # --- evaluation: every member sees the same batch ------------------------------------------------------
+    def validation_step(self, batch, batch_idx) -> None:
+        self._eval_step("val", batch)
+
+    def test_step(self, batch, batch_idx) -> None:
+        self._eval_step("test", batch)
+
+    def _eval_step(self, stage: str, batch) -> None:
+        x, y = batch  # (B, C, H, W), (B,)
+        logits = self.model(x.repeat(1, self.S, 1, 1) if x.dim() == 4 else x.repeat(1, self.S)).view(len(y), self.S, -1)
+        ys = y.unsqueeze(1).expand(-1, self.S)
+        self._add(stage, "loss", member_losses(self.loss_name, logits, ys) * len(y))
+        self._count(stage, logits, ys)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
+
+    def _log_epoch(self, stage: str) -> None:
+        """Log ``m<s>/<stage>/<metric>`` for every member (the names RegNetModule logs) and reset the sums."""
+        count = getattr(self, f"{stage}__count")
+        if float(count[0]) == 0:
+            return
+        values = {}
+        sums = {name: getattr(self, f"{stage}__{name}") for name in self._sum_names(stage)}
+        for s in range(self.S):
+            c = count[s]
+            for name in ("data_loss", "loss", *self.regs.penalties):
+                if name in sums and (name in ("data_loss", "loss") or bool(self.regs.uses[name][s])):
+                    values[f"m{s}/{stage}/{name}"] = (sums[name][s] / c).float()
+            for k in self.topk:
+                acc = (sums[f"correct{k}"][s] / c).float()
+                suffix = "" if k == 1 else f"_top{k}"
+                values[f"m{s}/{stage}/acc{suffix}"] = acc
+                values[f"m{s}/{stage}/err{suffix}"] = 1.0 - acc
+        self.log_dict(values)
+        for buf in sums.values():
+            buf.zero_()
+        count.zero_()
+
+    def _sum_names(self, stage: str) -> list[str]:
+        names = ["loss"] + [f"correct{k}" for k in self.topk]
+        return names + (["data_loss", *self.regs.penalties] if stage == "train" else [])
+
+    # --- checkpoints: RNG states, the members' generators and the frozen snapshot travel with them -----------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["regnet_rng"] = rng_states()
+        checkpoint["member_generators"] = [g.get_state() for g in self.generators()]
+        checkpoint["frozen_snapshot"] = self._snapshot
+        checkpoint["last_svb_step"] = self._last_svb_step
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if "regnet_rng" in checkpoint:
+            set_rng_states(checkpoint["regnet_rng"])
+        self._gen_states = list(checkpoint.get("member_generators", self._gen_states))
+        self._generators = None
+        self._snapshot = checkpoint.get("frozen_snapshot")
+        self._last_svb_step = checkpoint.get("last_svb_step", -1)
+
+    def on_test_start(self) -> None:
+        self.regs.to(self.device)
+
+    def on_validation_start(self) -> None:
+        self.regs.to(self.device)
+
+    def on_fit_start(self) -> None:
+        self.regs.to(self.device)
+        if self._snapshot is not None:
+            self._snapshot = {k: v.to(self.device) for k, v in self._snapshot.items()}
+
+    # --- optimisation: one optimizer over the wide parameters (elementwise updates are per member) ----------
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(self.model.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        total = int(self.trainer.estimated_stepping_batches) if self.scheduler_interval == "step" else int(self.trainer.max_epochs)
+        scheduler = self.scheduler_factory(optimizer, total_steps=total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval}}
+
+
+class MemberLoggers(Logger):
+    """One Lightning logger per member behind one: ``m<s>/<key>`` goes to member s's logger as ``<key>``, keys
+    without a member prefix (learning rate, throughput) go to every member's."""
+
+    def __init__(self, loggers: list[Logger | None]):
+        super().__init__()
+        self.members = loggers
+
+    @property
+    def name(self) -> str:
+        return "members"
+
+    @property
+    def version(self) -> str:
+        return ""
+
+    def log_hyperparams(self, params, *args, **kwargs) -> None:
+        pass
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        shared = {k: v for k, v in metrics.items() if not MEMBER_KEY.match(k)}
+        per: dict[int, dict] = {}
+        for k, v in metrics.items():
+            m = MEMBER_KEY.match(k)
+            if m:
+                per.setdefault(int(m.group(1)), {})[m.group(2)] = v
+        for s, lg in enumerate(self.members):
+            if lg is not None and (s in per or shared):
+                lg.log_metrics({**per.get(s, {}), **shared}, step)
+
+    def save(self) -> None:
+        for lg in self.members:
+            if lg is not None:
+                lg.save()
+
+    def finalize(self, status: str) -> None:
+        for lg in self.members:
+            if lg is not None:
+                lg.finalize(status)
+
+
+def member_metrics(metrics: dict, s: int) -> dict[str, float]:
+    """Member s's view of a stacked trainer's metrics: its ``m<s>/`` keys without the prefix, plus shared ones."""
+    out = {}
+    for k, v in metrics.items():
+        m = MEMBER_KEY.match(k)
+        if m is None:
+            out[k] = float(v)
+        elif int(m.group(1)) == s:
+            out[m.group(2)] = float(v)
+    return out
+
+
+__all__ = ["MemberLoggers", "StackedModule", "member_losses", "member_metrics", "partial"]
