@@ -79,6 +79,8 @@ class StackedLauncher(Launcher):
         stacks = [g for g in stacks if len(g) > 1]
         log.info(f"Launching {len(configs)} jobs: {sum(map(len, stacks))} in {len(stacks)} stacks "
                  f"(at most {self.max_members} each), {len(ordinary)} ordinary")  # fmt: skip
+        for i, name in enumerate(names):
+            log.info(f"\t#{initial_job_idx + i} : {name}")
         for i in sorted(reasons):
             print(f"[regnet] not stacked, runs as an ordinary job: #{initial_job_idx + i} {names[i]}: {reasons[i]}")
 
@@ -97,7 +99,7 @@ class StackedLauncher(Launcher):
                 if ret.status == JobStatus.FAILED:  # resolving the config failed: as the ordinary job would
                     ret.return_value  # noqa: B018  (raises the job's exception)
                 collected.append((ret, box))
-            log.info(f"Stack {k + 1}/{len(stacks)}: " + "; ".join(names[i] for i in members))
+            log.info(f"Stack {k + 1}/{len(stacks)}: jobs " + ", ".join(f"#{initial_job_idx + i}" for i in members))
             try:
                 results = train_stack([b["cfg"] for _, b in collected], [b["run_dir"] for _, b in collected])
             except ValueError:

@@ -162,7 +162,13 @@ class StackedModule(L.LightningModule):
             for p in params:
                 p.grad.add_(p.detach() * self.weight_decay.view(-1, *([1] * (p.dim() - 1))).to(p.dtype))
 
-    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+    def optimizer_step(self, *args, **kwargs) -> None:
+        """The step, then what follows it (before any callback's ``on_train_batch_end``, so a checkpoint saved
+        there already holds the projected, frozen-restored weights)."""
+        super().optimizer_step(*args, **kwargs)
+        self._after_step()
+
+    def _after_step(self) -> None:
         step = self.global_step
         if self._snapshot is not None:
             self._restore_frozen()

@@ -145,7 +145,7 @@ def _train(cfgs, run_dirs, stack_dir, extra_callbacks) -> list[dict[str, Any]]:
         for lg in member_loggers:
             if lg is not None:
                 lg.start_fresh()
-    print(f"[regnet] training {S} runs as one stack ({stack_dir}): " + ", ".join(str(d) for d in run_dirs))
+    print(f"[regnet] training {S} runs as one stack (its checkpoints: {stack_dir})")
     L.seed_everything(int(cfg0.seed), workers=True, verbose=False)  # the stack's own stream: dropout masks
     start = time.perf_counter()
     try:

@@ -1,0 +1,244 @@
+"""Stacked runs (regnet/stacked/): a stack equals its members trained separately; the launcher groups a sweep,
+writes every member's run directory and skips completed ones; divergence is isolated; a stack resumes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from tests.conftest import REPO, compose_cfg
+
+from regnet.analysis.runs import load_run
+from regnet.build import build
+from regnet.stacked.grouping import group, refusal, shared_settings, stack_key
+from regnet.stacked.layers import StackedDropout, member_state, stack_models
+from regnet.stacked.train import resolved, train_stack
+from regnet.train import bind_run_dir, train
+
+QUICK = ["trainer.accelerator=cpu", "data.batch_size=16", "data.eval_batch_size=64", "trainer.limit_test_batches=1",
+         "~callbacks.confusion", "~callbacks.progress_bar", "~callbacks.model_summary", "trainer.enable_model_summary=false",
+         "trainer.enable_progress_bar=false"]  # fmt: skip
+HOFFMAN = ["experiment=hoffman2019_mnist", "model.dropout=0.0"]
+
+
+def member_cfg(data_root, run_dir, *overrides):
+    cfg = compose_cfg([f"data.root={data_root}", *QUICK, *overrides], return_hydra_config=True)
+    bind_run_dir(cfg, run_dir)
+    return resolved(cfg)
+
+
+def model_state(run_dir) -> dict[str, torch.Tensor]:
+    state = torch.load(Path(run_dir) / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    return {k: v for k, v in state.items() if k.startswith("model.")}
+
+
+def assert_states_close(a, b, tol=2e-4):
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k].float(), b[k].float(), rtol=tol, atol=tol, msg=k)
+
+
+def csv_rows(run_dir) -> list[dict]:
+    import csv
+
+    with open(Path(run_dir) / "metrics.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+# --- equivalence ------------------------------------------------------------------------------------------
+MEMBERS = [  # no dropout; differ in seed, weight decay, Jacobian λ only (members 1, 2), SVB every
+    ["variant=l2", "seed=0"],
+    ["variant=jacobi", "seed=1"],
+    ["variant=jacobi", "seed=1", "reg.jacobian.lam=0.05"],
+    ["variant=svb", "seed=2", "reg.svb.every=5"],
+]
+
+
+def test_stack_equals_separate_runs(data_root, tmp_path):
+    """48 steps (3 epochs of 16): same init, data order, losses, penalties, SVB projections as regnet.train."""
+    common = [*HOFFMAN, "trainer.max_epochs=3"]
+    dirs = [tmp_path / "stack" / str(i) for i in range(len(MEMBERS))]
+    cfgs = [member_cfg(data_root, d, *common, *m) for d, m in zip(dirs, MEMBERS, strict=True)]
+    results = train_stack(cfgs, dirs)
+    assert [r["status"] for r in results] == ["completed"] * len(MEMBERS)
+    for i, m in enumerate(MEMBERS):
+        sep = tmp_path / "separate" / str(i)
+        cfg = compose_cfg([f"data.root={data_root}", *QUICK, *common, *m], return_hydra_config=True)
+        expected = train(cfg, sep)
+        assert results[i]["global_step"] == expected["global_step"] == 48
+        assert_states_close(model_state(dirs[i]), model_state(sep))
+        got_rows = [r for r in csv_rows(dirs[i]) if r.get("train/loss")]
+        want_rows = [r for r in csv_rows(sep) if r.get("train/loss")]
+        assert len(got_rows) == len(want_rows) == 3
+        for g, w in zip(got_rows, want_rows, strict=True):
+            for key in ("train/loss", "train/data_loss", "train/acc") + (("train/jacobian",) if "jacobi" in m[0] else ()):
+                assert float(g[key]) == pytest.approx(float(w[key]), rel=1e-4, abs=1e-5), key
+        assert results[i]["test_acc"] == pytest.approx(expected["test_acc"], abs=1e-6)
+        assert results[i]["stacked"]["members"] == [str(d) for d in dirs] and results[i]["stacked"]["index"] == i
+    # the members that differ only in λ really trained differently (so the check above would catch a no-op λ)
+    a, b = model_state(dirs[1]), model_state(dirs[2])
+    assert max((a[k] - b[k]).abs().max().item() for k in a) > 1e-2
+
+
+def test_batchnorm_stack_equals_separate_runs(data_root, tmp_path):
+    """lenet_bn: each member's batch statistics and running statistics are its own."""
+    common = ["model=lenet_bn", "trainer.max_epochs=1", "trainer.limit_train_batches=10"]
+    members = [["seed=0"], ["seed=1"], ["seed=2", "reg=l2"]]
+    dirs = [tmp_path / "stack" / str(i) for i in range(3)]
+    train_stack([member_cfg(data_root, d, *common, *m) for d, m in zip(dirs, members, strict=True)], dirs)
+    for i, m in enumerate(members):
+        sep = tmp_path / "separate" / str(i)
+        train(compose_cfg([f"data.root={data_root}", *QUICK, *common, *m], return_hydra_config=True), sep)
+        got, want = model_state(dirs[i]), model_state(sep)
+        assert any("running_mean" in k for k in got)
+        assert_states_close(got, want)
+
+
+# --- the wide model ----------------------------------------------------------------------------------------
+CONF_MODELS = sorted(p.stem for p in (REPO / "conf" / "model").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("model", CONF_MODELS)
+def test_every_model_stacks_or_is_refused(model, data_root):
+    """Every model in conf/model/ either stacks (the wide forward equals each member's, in training mode, with
+    BatchNorm) or is refused with one line."""
+    data = {"resnet18": ["data=cifar100", "data.verify_checksums=false"]}.get(model, [])
+    extra = ["data.pad=2", "data.image_size=32"] if model == "lenet5" else []
+    cfg = compose_cfg([f"data.root={data_root}", f"model={model}", *data, *extra])
+    reason = refusal(cfg)
+    if reason is not None:
+        assert "\n" not in reason and reason
+        return
+    torch.manual_seed(0)
+    models = [build(cfg)[0].model.train() for _ in range(2)]
+    for m in (mod for model_ in models for mod in model_.modules()):
+        if isinstance(m, torch.nn.Dropout | torch.nn.Dropout2d):
+            m.p = 0.0  # kept in the model (the stacked dropout is built), drawing nothing, so outputs compare
+    wide = stack_models(models)
+    c, side = cfg.data.in_channels, cfg.data.image_size
+    xs = [torch.randn(4, c, side, side) for _ in models]
+    out = wide(torch.stack(xs, 1).flatten(1, 2)).view(4, 2, -1)
+    for s, (m, x) in enumerate(zip(models, xs, strict=True)):
+        torch.testing.assert_close(out[:, s], m(x), rtol=1e-4, atol=1e-5)
+        for k, v in member_state(wide, s).items():  # running statistics updated per member, in place
+            torch.testing.assert_close(v.float(), m.state_dict()[k].float(), rtol=1e-4, atol=1e-5)
+
+
+def test_refusals_name_their_reason(data_root):
+    log_softmax = compose_cfg(["model=convnet", "model.log_softmax=true", "loss=nll"])
+    assert "log_softmax" in refusal(log_softmax)
+    assert "accumulate_grad_batches" in refusal(compose_cfg(["+trainer.accumulate_grad_batches=2"]))
+    assert refusal(compose_cfg([])) is None
+
+
+def test_grouping_splits_what_differs_and_bounds_stack_size():
+    cfgs = [compose_cfg(o) for o in (["seed=0"], ["seed=1", "reg=l2"], ["seed=2", "model.dropout=0.1"],
+                                     ["optim=adam"], ["data.batch_size=50"], ["model.activation=relu"],
+                                     ["reg=jacobian"], ["reg=jacobian", "reg.jacobian.n_proj=2"], ["seed=3"])]  # fmt: skip
+    jobs = [(stack_key(c), shared_settings(c)) for c in cfgs]
+    groups = group(jobs, max_members=30)
+    assert groups[0] == [0, 1, 2, 6, 8]  # seeds, weight decay, dropout p, penalties stack
+    assert [3] in groups and [4] in groups and [5] in groups and [7] in groups  # optimizer, batch, architecture, n_proj
+    assert group(jobs, max_members=2)[:3] == [[0, 1], [2, 6], [3]]
+
+
+def test_dropout_masks_are_independent_per_member():
+    drops = [torch.nn.Dropout(p) for p in (0.5, 0.5, 0.0, 1.0)]
+    layer = StackedDropout(drops, channelwise=False).train()
+    torch.manual_seed(0)
+    out = layer(torch.ones(64, 4 * 100)).view(64, 4, 100)
+    kept = out != 0
+    assert not torch.equal(kept[:, 0], kept[:, 1])  # two members with the same p: different draws
+    assert 0.4 < kept[:, 0].float().mean() < 0.6 and 0.4 < kept[:, 1].float().mean() < 0.6
+    assert torch.equal(out[:, 2], torch.ones(64, 100))  # p = 0: identity
+    assert not kept[:, 3].any()  # p = 1: zero
+    assert torch.allclose(out[:, 0][kept[:, 0]], torch.full_like(out[:, 0][kept[:, 0]], 2.0))  # 1/(1-p)
+
+
+# --- isolation and resume -------------------------------------------------------------------------------------
+def test_diverging_member_is_frozen_and_the_others_train_on(data_root, tmp_path):
+    common = [*HOFFMAN, "trainer.max_epochs=1", "trainer.limit_train_batches=12"]
+    members = [["seed=0"], ["seed=1", "reg=l2", "reg.l2.weight_decay=1e12"], ["seed=2", "variant=jacobi"]]
+    dirs = [tmp_path / "with" / str(i) for i in range(3)]
+    results = train_stack([member_cfg(data_root, d, *common, *m) for d, m in zip(dirs, members, strict=True)], dirs)
+    assert [r["status"] for r in results] == ["completed", "diverged", "completed"]
+    assert 1 <= results[1]["diverged_step"] <= 12 and "diverged" in results[1]["error"]
+    alone = [tmp_path / "without" / str(i) for i in (0, 2)]
+    train_stack([member_cfg(data_root, d, *common, *members[i]) for d, i in zip(alone, (0, 2), strict=True)], alone)
+    assert_states_close(model_state(dirs[0]), model_state(alone[0]))
+    assert_states_close(model_state(dirs[2]), model_state(alone[1]))
+
+
+class Interrupt(Exception):
+    pass
+
+
+class StopAt:
+    """Raises after optimizer step ``step`` (after the stack's step checkpoint at a multiple of 5)."""
+
+    def __init__(self, step):
+        import lightning as L
+
+        class _Cb(L.Callback):
+            def on_train_batch_end(cb, trainer, *args):
+                if trainer.global_step == step:
+                    raise Interrupt(f"stopped at {step}")
+
+        self.callback = _Cb()
+
+
+def test_interrupted_stack_resumes_to_the_uninterrupted_result(data_root, tmp_path):
+    """With dropout (the stack's RNG), Jacobian projections (members' generators) and SVB: a stack stopped at
+    step 23 resumes from its step-20 checkpoint and ends equal to one that never stopped."""
+    common = ["experiment=hoffman2019_mnist", "trainer.max_epochs=2", "callbacks.checkpoint_steps.every_n_train_steps=5"]
+    members = [["seed=0", "variant=jacobi"], ["seed=1", "variant=svb", "reg.svb.every=7"], ["seed=2"]]
+    straight = [tmp_path / "straight" / str(i) for i in range(3)]
+    train_stack([member_cfg(data_root, d, *common, *m) for d, m in zip(straight, members, strict=True)], straight)
+    dirs = [tmp_path / "resumed" / str(i) for i in range(3)]
+    cfgs = [member_cfg(data_root, d, *common, *m) for d, m in zip(dirs, members, strict=True)]
+    with pytest.raises(Interrupt):
+        train_stack(cfgs, dirs, extra_callbacks=(StopAt(23).callback,))
+    assert json.loads((dirs[0] / "results.json").read_text())["status"] == "failed"
+    results = train_stack(cfgs, dirs)
+    assert [r["resumed_from_step"] for r in results] == [20] * 3
+    for a, b in zip(dirs, straight, strict=True):
+        assert_states_close(model_state(a), model_state(b), tol=1e-6)
+        assert [r["train/loss"] for r in csv_rows(a) if r.get("train/loss")] == \
+            [r["train/loss"] for r in csv_rows(b) if r.get("train/loss")]  # fmt: skip
+
+
+# --- the launcher: one more word on the command line --------------------------------------------------------
+def test_stacked_launcher_sweep(data_root, tmp_path):
+    """``-m hydra/launcher=stacked``: stackable jobs in stacks of ≤ max_members, the others ordinary, each with its
+    reason on one line; every member's run dir as a separate run's (loadable by load_run); a re-run skips all."""
+    sweep = tmp_path / "sweep"
+    cmd = [sys.executable, "-m", "regnet.train", "-m", "hydra/launcher=stacked", "hydra.launcher.max_members=2",
+           "experiment=hoffman2019_mnist", "variant=no_reg,l2,jacobi", "+trainer.accumulate_grad_batches=1,2",
+           f"data.root={data_root}", "trainer.max_epochs=1", "trainer.limit_train_batches=2", *QUICK,
+           f"hydra.sweep.dir={sweep}"]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    refused = [line for line in proc.stdout.splitlines() if line.startswith("[regnet] not stacked")]
+    assert len(refused) == 4, proc.stdout[-3000:]  # 3 × accumulate_grad_batches=2, 1 left alone by max_members
+    assert sum("accumulate_grad_batches=2 is not supported" in line for line in refused) == 3
+    runs = sorted(p.parent for p in sweep.glob("*/results.json"))
+    assert len(runs) == 6
+    stacked = []
+    for run in runs:
+        assert {p.name for p in (run / ".hydra").iterdir()} == {"config.yaml", "overrides.yaml", "hydra.yaml"}
+        results = json.loads((run / "results.json").read_text())
+        assert results["status"] == "completed" and results["test_acc"] is not None
+        assert any(r.get("train/loss") for r in csv_rows(run))
+        module, _, _ = load_run(run, device="cpu")
+        torch.testing.assert_close(module.model.state_dict()["features.0.weight"], model_state(run)["model.features.0.weight"])
+        if "stacked" in results:
+            assert results["stacked"]["members"][results["stacked"]["index"]] == str(run)
+            stacked.append(tuple(results["stacked"]["members"]))
+    assert len(stacked) == 2 and len(set(stacked)) == 1 and len(stacked[0]) == 2
+    again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("already completed") == 6
