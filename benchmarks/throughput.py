@@ -10,6 +10,9 @@ Cases (images/s, batch 100 unless --batch-size):
   (c) regnet_*       `python -m regnet.train` (subprocess, real Trainer, logging, checkpoints) for LeNet/MNIST
                      with reg none, l2, jacobian, svb and ResNet-18/CIFAR-100 with/without cifar_crop_flip
   grid               K concurrent regnet.train LeNet runs, aggregate images/s
+  stacked_S / separate_S   (--stacked 1,5,30) aggregate images/s of S LeNets trained as one stacked model
+                     (regnet/stacked/layers.py) vs the same S LeNets stepped one after another, as separate runs
+                     sharing a device time-slice; the same raw loop (device-resident data, SGD) for both
 Synthetic data in the real on-disk formats (60k MNIST-shaped, 50k CIFAR-shaped images) is written to a
 temporary folder. Prints a table and ratios c/a, c/b; writes JSON (--out).
 """
@@ -143,6 +146,60 @@ def grid(root: Path, tmp: Path, k: int, steps: int, batch: int, accelerator: str
     return float(sum(r for r in rates if r))
 
 
+# --- stacked runs: S LeNets as one wide model vs S separate models (regnet/stacked/) ------------------------
+def stacked_case(device: torch.device, batch: int, steps: int, sizes: list[int]) -> dict[str, float]:
+    """Aggregate images/s (all members' images) of S LeNets (dropout 0.5, tanh: hoffman2019_mnist's) stepped as
+    one stacked model and as S separate models in turn, each member on its own batch."""
+    from regnet.stacked.layers import stack_models
+
+    n = 60_000
+    images = torch.randint(0, 256, (n, 1, 28, 28), dtype=torch.uint8, device=device)
+    labels = torch.randint(0, 10, (n,), device=device)
+    out: dict[str, float] = {}
+
+    def timed(step_fn, count: int) -> float:
+        for i in range(min(5, count)):
+            step_fn(i)
+        sync(device)
+        start = time.perf_counter()
+        for i in range(count):
+            step_fn(i)
+        sync(device)
+        return time.perf_counter() - start
+
+    for S in sizes:
+        models = [LeNet() for _ in range(S)]
+        perms = torch.stack([torch.randperm(n, device=device) for _ in range(S)])  # (S, n): each member's order
+        wide = stack_models(models).to(device)
+        opt = torch.optim.SGD(wide.parameters(), lr=0.1, momentum=0.9)
+
+        def wide_step(i: int) -> None:
+            idx = perms[:, (i * batch) % (n - batch):(i * batch) % (n - batch) + batch].t()  # (B, S)
+            x = ((images[idx].float() / 255 - MEAN) / STD).flatten(1, 2)  # (B, S·1, 28, 28)
+            logits = wide(x).view(batch, S, -1)
+            loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels[idx].flatten(), reduction="none")
+            opt.zero_grad(set_to_none=True)
+            loss.view(batch, S).mean(0).sum().backward()
+            opt.step()
+
+        out[f"stacked_{S}"] = S * batch * steps / timed(wide_step, steps)
+        separate = [m.to(device) for m in models]
+        opts = [torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9) for m in separate]
+        rounds = max(1, steps // S) if S > 1 else steps
+
+        def separate_round(i: int) -> None:
+            for s, (m, o) in enumerate(zip(separate, opts)):
+                idx = perms[s, (i * batch) % (n - batch):(i * batch) % (n - batch) + batch]
+                loss = torch.nn.functional.cross_entropy(m((images[idx].float() / 255 - MEAN) / STD), labels[idx])
+                o.zero_grad(set_to_none=True)
+                loss.backward()
+                o.step()
+
+        out[f"separate_{S}"] = S * batch * rounds / timed(separate_round, rounds)
+        out[f"stacked_{S}/separate_{S}"] = out[f"stacked_{S}"] / out[f"separate_{S}"]
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -152,6 +209,7 @@ def main() -> None:
     parser.add_argument("--grid", type=int, default=0, help="K concurrent regnet.train runs (0: skip)")
     parser.add_argument("--quick", action="store_true", help="few steps, small synthetic sets")
     parser.add_argument("--skip-resnet", action="store_true")
+    parser.add_argument("--stacked", default="", help="stack sizes S, e.g. 1,5,30: stacked vs separate LeNets (only)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "throughput.json")
     args = parser.parse_args()
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
@@ -161,6 +219,16 @@ def main() -> None:
     n_train = 6_000 if args.quick else 60_000
 
     results: dict[str, float | None] = {}
+    if args.stacked:  # only the stacked case: it needs no files
+        results = stacked_case(device, args.batch_size, steps, [int(v) for v in args.stacked.split(",")])
+        report = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                  "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({os.cpu_count()} cores)",
+                  "torch": torch.__version__, "batch_size": args.batch_size, "steps": steps, "images_per_s": results}
+        for name, value in results.items():
+            print(f"  {name:32s} {value:12,.2f}" if "/" in name else f"  {name:32s} {value:12,.0f} img/s")
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        return
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         write_idx_dataset(tmp / "data", "MNIST", n_train=n_train, n_test=1_000)

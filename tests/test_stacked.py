@@ -21,7 +21,7 @@ from regnet.train import bind_run_dir, train
 
 QUICK = ["trainer.accelerator=cpu", "data.batch_size=16", "data.eval_batch_size=64", "trainer.limit_test_batches=1",
          "~callbacks.confusion", "~callbacks.progress_bar", "~callbacks.model_summary", "trainer.enable_model_summary=false",
-         "trainer.enable_progress_bar=false"]  # fmt: skip
+         "+trainer.enable_progress_bar=false"]  # fmt: skip
 HOFFMAN = ["experiment=hoffman2019_mnist", "model.dropout=0.0"]
 
 
