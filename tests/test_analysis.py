@@ -59,6 +59,29 @@ def test_cli_on_fabricated_sweep_writes_tables_and_lists_problems(tmp_path, caps
     assert md.startswith("| model |") and "svb_0`: failed" in md
 
 
+def test_results_without_status_and_invalid_runs_are_problems_with_their_reason(tmp_path, capsys):
+    """A results.json without status is a problem row (it was counted nowhere and listed nowhere); a sweep job
+    refused for bad input leaves status ``invalid`` and its reason, which problems.csv repeats."""
+    fabricated(tmp_path)
+    (tmp_path / "l2_4").mkdir()
+    (tmp_path / "l2_4" / "results.json").write_text(json.dumps(
+        {"model": "lenet", "data": "mnist", "reg": [], "variant": "l2", "seed": 4, "test_acc": 0.5}))  # fmt: skip
+    (tmp_path / "l2_5").mkdir()
+    (tmp_path / "l2_5" / "results.json").write_text(json.dumps(
+        {"status": "invalid", "model": "lenet", "data": "mnist", "variant": "l2", "seed": 5, "test_acc": None,
+         "error": "data.batch_size=0 is invalid: it must be a positive integer"}))  # fmt: skip
+    sweep = find_runs(tmp_path)
+    status = {p["run_dir"].rsplit("/", 1)[-1]: (p["status"], p["reason"]) for p in sweep.problems}
+    assert status["l2_4"] == ("no_status", "results.json has no status")
+    assert status["l2_5"] == ("invalid", "data.batch_size=0 is invalid: it must be a positive integer")
+    assert accuracy_table(sweep).set_index("variant").loc["l2", "n"] == 3
+    assert main([str(tmp_path), "--planes", "0"]) == 0
+    problems = pd.read_csv(tmp_path / "analysis" / "problems.csv").set_index("status")
+    assert problems.loc["invalid", "reason"] == "data.batch_size=0 is invalid: it must be a positive integer"
+    assert "l2_4" in problems.loc["no_status", "run_dir"]
+    assert "data.batch_size=0 is invalid" in capsys.readouterr().out
+
+
 def test_no_runs_is_a_one_line_error_without_output(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main([str(tmp_path / "empty")]) != 0
@@ -182,6 +205,38 @@ def test_analyze_reuses_each_runs_saved_records_and_recomputes_when_anything_cha
     capsys.readouterr()
     assert main(planes) == 0 and marked() == 0
     assert "[cached]" not in capsys.readouterr().err
+
+
+def test_a_run_whose_model_cannot_be_rebuilt_is_listed_and_skipped_never_fatal(tiny_sweep, tmp_path, capsys):
+    """Issue: a run whose checkpoints/ were deleted, or whose results.json has no config, ended the whole analysis
+    (exit 2, no accuracy.csv). Its accuracy needs only results.json; planes, attacks and diagnostics skip it."""
+    import shutil
+
+    sweep = tmp_path / "sweep"
+    shutil.copytree(tiny_sweep, sweep, ignore=shutil.ignore_patterns("out", "analysis"))
+    runs = sorted(p.parent for p in sweep.rglob("results.json"))
+    shutil.rmtree(runs[0] / "checkpoints")
+    shutil.rmtree(runs[1] / ".hydra")  # and no config in results.json
+    results = json.loads((runs[1] / "results.json").read_text())
+    results.pop("config", None)
+    (runs[1] / "results.json").write_text(json.dumps(results))
+    (runs[2] / "checkpoints" / "last.ckpt").write_bytes(b"truncated")  # found out only when loading
+    argv = [str(sweep), "--planes", "1", "--zooms", "0.1", "--resolution", "8", "--attacks", "--attack-list", "fgsm",
+            "--eps", "0", "0.1", "--n-test", "8", "--diagnostics"]  # fmt: skip
+    assert main(argv) == 0
+    out = sweep / "analysis"
+    assert pd.read_csv(out / "accuracy.csv")["n"].sum() == 4
+    problems = pd.read_csv(out / "problems.csv").set_index("run_dir")
+    assert (problems["status"] == "unloadable").all() and len(problems) == 3
+    assert "checkpoints/last.ckpt is missing" in problems.loc[str(runs[0]), "reason"]
+    assert "neither .hydra/config.yaml nor a config" in problems.loc[str(runs[1]), "reason"]
+    assert "cannot be loaded" in problems.loc[str(runs[2]), "reason"]
+    assert set(pd.read_csv(out / "tv_planes.csv")["run_dir"]) == {str(runs[3])}
+    assert set(pd.read_csv(out / "robustness_runs.csv")["run_dir"]) == {str(runs[3])}
+    assert len(list((out / "runs").iterdir())) == 1
+    printed = capsys.readouterr().out
+    assert "[regnet] 3 of 4 completed runs cannot be rebuilt: counted in the accuracy table, skipped" in printed
+    assert "Counted, but no planes, attacks or diagnostics" in (out / "accuracy.md").read_text()
 
 
 def test_learning_curves_show_each_penalty_next_to_losses_and_accuracies():
