@@ -109,6 +109,25 @@ def test_bad_arguments_are_one_line_errors(tmp_path, capsys, args, match):
     assert not (tmp_path / "analysis").exists()
 
 
+@pytest.mark.parametrize("args,match", [
+    (["--attacks", "--attack-list", "cw"], "argument --attack-list: invalid choice: 'cw' (choose from "),
+    (["--planes", "many"], "argument --planes: invalid int value: 'many'"),
+    (["--zooms"], "argument --zooms: expected at least one argument"),
+    (["--square-queries", "0"], "--square-queries=0 is invalid"),
+])  # fmt: skip
+def test_argument_errors_are_one_line_with_exit_2_and_write_nothing(tmp_path, capsys, args, match):
+    fabricated(tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        code = main([str(tmp_path), *args])
+        raise SystemExit(code)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and match in err, err
+    if "--attack-list" in args:  # the choices, quoted or not (the quotes differ between Python versions)
+        assert all(name in err for name in ("fgsm", "pgd", "noise", "autoattack", "square"))
+    assert not (tmp_path / "analysis").exists()
+
+
 def test_out_that_is_a_file_is_a_one_line_error_and_stays_untouched(tmp_path, capsys):
     fabricated(tmp_path)
     (tmp_path / "notes.txt").write_text("mine\n")
@@ -237,6 +256,26 @@ def test_a_run_whose_model_cannot_be_rebuilt_is_listed_and_skipped_never_fatal(t
     printed = capsys.readouterr().out
     assert "[regnet] 3 of 4 completed runs cannot be rebuilt: counted in the accuracy table, skipped" in printed
     assert "Counted, but no planes, attacks or diagnostics" in (out / "accuracy.md").read_text()
+
+
+def test_analyze_runs_autoattack_and_square_with_their_sanity_checks(tiny_sweep, tmp_path, capsys):
+    out = tmp_path / "analysis"
+    argv = [str(tiny_sweep), "--out", str(out), "--planes", "0", "--attacks", "--attack-list", "pgd", "autoattack",
+            "square", "--eps", "0", "0.3", "0.5", "--n-test", "8", "--pgd-steps", "2", "--square-queries", "10"]  # fmt: skip
+    assert main(argv) == 0
+    rob = pd.read_csv(out / "robustness.csv", keep_default_na=False)
+    assert {"pgd", "autoattack", "square", "jacobian_fro"} == set(rob["attack"]) and "flag" in rob
+    runs = pd.read_csv(out / "robustness_runs.csv")
+    aa = runs[runs.attack == "autoattack"].set_index(["run_dir", "eps"])["acc"]
+    pgd = runs[runs.attack == "pgd"].set_index(["run_dir", "eps"])["acc"]
+    assert (aa <= pgd + 100 / 8).all()  # the stronger attack (one image of slack: PGD's random start)
+    assert (runs[runs.eps == 0.5]["acc_bound"].dropna() <= 100).all() and (runs.queries.dropna() == 10).all()
+    checks = pd.read_csv(out / "robustness_checks.csv")
+    assert set(checks["check"]) == {"rises_with_eps", "above_bound", "black_box_stronger"}
+    assert set(checks["status"]) <= {"passed", "failed"} and len(checks) == 2 * 3  # two variants, every check made
+    assert "Sanity checks" in (out / "robustness.md").read_text()
+    for name in ("robustness_autoattack.png", "robustness_square.png"):
+        assert (out / name).is_file()
 
 
 def test_learning_curves_show_each_penalty_next_to_losses_and_accuracies():
