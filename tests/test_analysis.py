@@ -286,3 +286,69 @@ def test_learning_curves_show_each_penalty_next_to_losses_and_accuracies():
                                 "train/jacobian", "train/loss", "val/acc"])  # fmt: skip
     assert curve_columns(log) == ["lr-SGD", "test/acc", "test/loss", "train/acc", "train/data_loss",
                                   "train/jacobian", "train/loss", "val/acc"]  # fmt: skip
+
+
+def _imports(path):
+    import ast
+
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_analysis_never_imports_training_and_the_confusion_callback_never_imports_analysis():
+    from pathlib import Path
+
+    import regnet
+
+    pkg = Path(regnet.__file__).parent
+    for f in [*(pkg / "analysis").glob("*.py"), pkg / "analyze.py"]:
+        assert not {n for n in _imports(f) if n == "regnet.train" or n.startswith("regnet.train.")}, f
+    for f in [*(pkg / "callbacks").glob("*.py"), pkg / "confusion.py", pkg / "plotting.py"]:
+        assert not {n for n in _imports(f) if n.startswith("regnet.analysis")}, f
+
+
+def test_one_confusion_matrix_counts_and_writes_for_the_callback_and_the_diagnostics(tmp_path):
+    from regnet.analysis import confusion_matrix
+    from regnet.confusion import write_confusion_matrix
+
+    logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 3.0, 0.0], [0.0, 3.0, 0.0], [1.0, 0.0, 0.0]])
+    cm = confusion_matrix(logits, torch.tensor([0, 1, 2, 2]), 3)
+    assert cm.tolist() == [[1, 0, 0], [0, 1, 0], [1, 1, 0]]  # rows: true class, columns: predicted
+    write_confusion_matrix(cm, tmp_path / "run")
+    assert pd.read_csv(tmp_path / "run" / "confusion_matrix.csv", index_col=0).to_numpy().tolist() == cm.tolist()
+    assert (tmp_path / "run" / "confusion_matrix.png").stat().st_size > 0
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["confusion_matrix.csv", "confusion_matrix.png"]
+
+
+def test_one_normalisation_for_uint8_and_float_pixels_used_by_the_datamodule():
+    from regnet.analysis import PixelModel
+    from regnet.data.base import normalize
+    from regnet.data.mnist import MNIST
+
+    pixels = torch.tensor([0, 51, 255], dtype=torch.uint8).view(1, 1, 1, 3)
+    expected = torch.tensor([-2.0, -1.0, 3.0]).view(1, 1, 1, 3)  # (x/255 − 0.4) / 0.2
+    assert torch.allclose(normalize(pixels, [0.4], [0.2]), expected)
+    assert torch.allclose(normalize(pixels.float() / 255, (0.4,), torch.tensor([0.2])), expected)
+    dm = MNIST(root="unused", mean=[0.4], std=[0.2])
+    dm._mean, dm._std = torch.tensor([0.4]).view(1, -1, 1, 1), torch.tensor([0.2]).view(1, -1, 1, 1)
+    assert torch.allclose(dm.normalize(pixels), expected)
+    assert torch.allclose(PixelModel(torch.nn.Identity(), [0.4], [0.2])(pixels.float() / 255), expected)
+
+
+def test_singular_values_are_those_of_the_weight_matrices_a_regularizer_sees():
+    from regnet.analysis import singular_values
+    from regnet.models.common import device_of
+    from regnet.regularizers.base import weight_matrices
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Flatten(),
+                                torch.nn.Linear(4, 2))  # fmt: skip
+    svs = singular_values(model)
+    assert list(svs) == [name for name, _, _ in weight_matrices(model)] == ["0", "3"]
+    assert svs["0"].shape == (4,) and svs["3"] == pytest.approx(torch.linalg.svdvals(model[3].weight.detach()).numpy())
+    assert device_of(model) == torch.device("cpu") and device_of(torch.nn.ReLU(), "meta") == torch.device("meta")

@@ -156,3 +156,18 @@ def test_sanity_checks_flag_the_signs_of_gradient_masking():
     only_pgd = sanity_checks(records([("pgd", 0.0, 98.0, 100.0), ("pgd", 0.1, 40.0, 100.0)])).set_index("check")
     assert only_pgd.loc["black_box_stronger", "status"] == "not run"  # the table says which checks it could not make
     assert only_pgd.loc["above_bound", "detail"] == "needs an ε ≥ 0.5 in --eps"
+
+
+def test_exact_jacobian_norms_per_sample_are_the_regularizers_and_differentiable():
+    from regnet.regularizers.jacobian import jacobian_sq_norms
+
+    torch.manual_seed(0)
+    model = linear(classes=3)
+    x = torch.rand(5, 1, 3, 4, requires_grad=True)
+    sq = jacobian_sq_norms(x, model(x))
+    assert torch.allclose(sq, model[1].weight.norm().pow(2).expand(5), atol=1e-5)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(12, 8), nn.Tanh(), nn.Linear(8, 4))
+    sq = jacobian_sq_norms(x, net(x), create_graph=True)
+    assert float(sq.detach().mean() / 2) == pytest.approx(float(jacobian_penalty(x, net(x), n_proj=-1).detach()), rel=1e-5)
+    sq.sum().backward()  # differentiable w.r.t. the weights (double backprop)
+    assert net[1].weight.grad is not None and net[1].weight.grad.abs().sum() > 0

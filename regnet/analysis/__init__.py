@@ -24,7 +24,7 @@ from regnet.analysis.boundaries import (
 )
 from regnet.analysis.checks import sanity_checks, sanity_flags
 from regnet.analysis.device import default_device, full_fp32
-from regnet.analysis.diagnostics import confusion_matrix, learning_curves, run_diagnostics, singular_values, topk_error
+from regnet.analysis.diagnostics import learning_curves, run_diagnostics, singular_values, topk_error
 from regnet.analysis.runs import UNLOADABLE, NoRunsError, Sweep, UnloadableRunError, find_runs, load_run, test_inputs
 from regnet.analysis.stats import mean_ci, summarize, to_markdown, welch_p
 from regnet.analysis.tables import (
@@ -35,6 +35,7 @@ from regnet.analysis.tables import (
     tv_table,
 )
 from regnet.analysis.total_variation import boundary_length, total_variation
+from regnet.confusion import confusion_matrix
 
 __all__ = [
     "DEFAULT_PLANES", "DEFAULT_RESOLUTION", "DEFAULT_ZOOMS", "UNLOADABLE", "NoRunsError", "PixelModel", "Sweep",

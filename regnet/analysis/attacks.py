@@ -26,6 +26,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from regnet.analysis.device import full_fp32
+from regnet.data.base import normalize
+from regnet.models.common import device_of
+from regnet.regularizers.jacobian import jacobian_sq_norms
 
 ATTACKS = ("fgsm", "pgd", "noise", "autoattack", "square")
 SQUARE_QUERIES = 5000  # the budget of Square in standard AutoAttack (Croce & Hein 2020)
@@ -49,7 +52,7 @@ class PixelModel(nn.Module):
         self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1))
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.model((x - self.mean) / self.std)
+        return self.model(normalize(x, self.mean, self.std))
 
 
 def _input_grad(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
@@ -136,7 +139,7 @@ def attack_accuracy(
     if attack not in ATTACKS:
         raise ValueError(f"attack={attack!r} is unknown: use one of {list(ATTACKS)}")
     model.eval()
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    device = device_of(model)
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         n_classes = model(x[:1].to(device)).shape[-1]
@@ -178,27 +181,21 @@ def accuracy_bound(model: nn.Module, x: Tensor, y: Tensor, eps: float) -> float:
     there is no such bound (1)."""
     if eps < 0.5:
         return 1.0
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    device = device_of(model)
     grey_class = int(model(torch.full_like(x[:1], 0.5).to(device)).argmax(-1))
     return float((y == grey_class).float().mean())
 
 
 @full_fp32()
 def jacobian_norms(model: nn.Module, x: Tensor, batch_size: int = 256) -> Tensor:
-    """Exact per-sample Frobenius norms ‖J(x)‖_F of the logits w.r.t. the model's input, (N,).
-
-    One backward pass per class (Hoffman et al. 2019, Sec. 2: ‖J‖²_F = Σ_c ‖∂z_c/∂x‖²); their mean is the number
-    Hoffman 2019 reports. ``regnet.regularizers.jacobian_penalty(x, z, n_proj=-1)`` equals ½·mean ‖J‖²_F."""
+    """Exact per-sample Frobenius norms ‖J(x)‖_F of the logits w.r.t. the model's input, (N,), by the
+    regularizer's own :func:`regnet.regularizers.jacobian.jacobian_sq_norms`; their mean is the number Hoffman
+    2019 reports. ``regnet.regularizers.jacobian_penalty(x, z, n_proj=-1)`` equals ½·mean ‖J‖²_F."""
     model.eval()
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    device = device_of(model)
     out = []
     for start in range(0, len(x), batch_size):
         with torch.enable_grad():
             xb = x[start:start + batch_size].to(device).detach().requires_grad_(True)
-            z = model(xb)  # (B, C)
-            sq = torch.zeros(len(xb), device=device)
-            for c in range(z.shape[1]):
-                (g,) = torch.autograd.grad(z[:, c].sum(), xb, retain_graph=c < z.shape[1] - 1)
-                sq += g.flatten(1).pow(2).sum(1)
-        out.append(sq.sqrt().detach().cpu())
+            out.append(jacobian_sq_norms(xb, model(xb)).sqrt().detach().cpu())
     return torch.cat(out)

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pandas as pd
-import torch
 
 from regnet.analysis.attacks import SQUARE_QUERIES, PixelModel, attack_accuracy, jacobian_norms
 from regnet.analysis.boundaries import DEFAULT_PLANES, DEFAULT_RESOLUTION, DEFAULT_ZOOMS, boundary_records
@@ -21,6 +20,7 @@ from regnet.analysis.checks import sanity_flags
 from regnet.analysis.device import default_device
 from regnet.analysis.runs import UNLOADABLE, Sweep, UnloadableRunError, load_run, test_inputs
 from regnet.analysis.stats import mean_ci, summarize
+from regnet.data.base import normalize
 
 KEYS = ["model", "data", "variant"]
 T = TypeVar("T")
@@ -90,8 +90,7 @@ def tv_records(
         def compute(run=run) -> tuple[list[dict], list[dict]]:
             module, dm, _ = load_run(run.run_dir, device, data_root)
             x, _ = test_inputs(dm)
-            inputs = (x - torch.tensor(dm.mean).view(1, -1, 1, 1)) / torch.tensor(dm.std).view(1, -1, 1, 1)
-            return boundary_records(module.model, inputs, zooms, planes, resolution, seed, batch_size, keep_images)
+            return boundary_records(module.model, normalize(x, dm.mean, dm.std), zooms, planes, resolution, seed, batch_size, keep_images)
 
         value = _cached_run(sweep, run, notes, cache_dir, "tv", params, compute)
         if value is None:
@@ -150,7 +149,7 @@ def robustness_records(
                                          square_queries=square_queries):  # fmt: skip
                     bound = r["acc_bound"]
                     out.append(r | {"acc": 100.0 * r["acc"], "acc_bound": None if bound is None else 100.0 * bound})
-            j = jacobian_norms(module.model, (x - model.mean.cpu()) / model.std.cpu())
+            j = jacobian_norms(module.model, normalize(x, norm["mean"], norm["std"]))
             return out + [{"attack": "jacobian_fro", "eps": None, "acc": None, "jacobian_fro": float(j.mean()), "n_test": len(x)}]
 
         run_rows = _cached_run(sweep, run, notes, cache_dir, "robustness", params, compute)
