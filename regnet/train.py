@@ -28,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 import regnet
 from regnet.build import build, model_name, reg_names
+from regnet.callbacks.checkpoint import fit_metrics
 from regnet.callbacks.divergence import DivergenceCheck
 from regnet.callbacks.throughput import Throughput
 from regnet.errors import Diverged, one_line
@@ -142,7 +143,7 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     record = partial(_record, cfg, run_dir, trainer, module, datamodule, callbacks, start, resumed_from)
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}  # last epoch's train/val
+        metrics = fit_metrics(trainer)  # last epoch's train/val, also when fit resumed at its end
         for d in trainer.test(module, datamodule=datamodule, verbose=False):
             metrics.update({k: float(v) for k, v in d.items()})
     except Diverged as err:
