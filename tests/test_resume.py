@@ -23,12 +23,14 @@ from regnet.loggers.csv import CSVLogger
 from regnet.train import TrainingFailed, train
 from tests.conftest import REPO, compose_cfg, tiny
 
-# One small run for every kill point: 3 epochs of 12 batches (192 training images, 64 held out for validation),
-# a step checkpoint every 6 steps, so steps 12, 24 and 36 end an epoch; a regularizer that draws random numbers.
+# One small run for every kill point: 3 epochs of 12 batches of 8 (limit_train_batches, as in most quick studies; 64
+# images held out for validation), a step checkpoint every 6 steps, so steps 12, 24 and 36 end an epoch; a
+# regularizer that draws random numbers.
 STEPS_PER_EPOCH, EPOCHS, EVERY = 12, 3, 6
-KILL_ARGS = [f"trainer.max_epochs={EPOCHS}", "data.val_fraction=0.25", "data.batch_size=16", "data.eval_batch_size=32",
-             "trainer.limit_test_batches=2", f"callbacks.checkpoint_steps.every_n_train_steps={EVERY}", "reg=jacobian",
-             "trainer.accelerator=cpu", "callbacks.progress_bar.refresh_rate=0"]
+KILL_ARGS = [f"trainer.max_epochs={EPOCHS}", f"trainer.limit_train_batches={STEPS_PER_EPOCH}", "data.val_fraction=0.25",
+             "data.batch_size=8", "data.eval_batch_size=32", "trainer.limit_test_batches=2",
+             f"callbacks.checkpoint_steps.every_n_train_steps={EVERY}", "reg=jacobian", "trainer.accelerator=cpu",
+             "callbacks.progress_bar.refresh_rate=0"]
 TIMING = "train/images_per_s"  # wall-clock, differs between any two runs
 
 
