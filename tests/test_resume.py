@@ -19,8 +19,8 @@ import pandas as pd
 import pytest
 import torch
 
-from regnet.loggers.csv import CSVLogger
 from regnet.lifecycle import TrainingFailed
+from regnet.loggers.csv import CSVLogger
 from regnet.train import train
 from tests.conftest import REPO, compose_cfg, tiny
 
@@ -239,7 +239,7 @@ def test_metrics_log_has_lightnings_rows_and_a_fresh_start_replaces_it(data_root
     train(compose_cfg(args, return_hydra_config=True), tmp_path / "ours")
     lightning = ["logger.csv._target_=lightning.pytorch.loggers.CSVLogger"]
     train(compose_cfg(args + lightning, return_hydra_config=True), tmp_path / "lightning")
-    ours, theirs = (pd.read_csv(tmp_path / d / "metrics.csv").drop(columns="train/images_per_s") for d in ("ours", "lightning"))
+    ours, theirs = (pd.read_csv(tmp_path / d / "metrics.csv").drop(columns=TIMING) for d in ("ours", "lightning"))
     assert len(ours) > 3 and ours["lr-SGD"].notna().sum() > 1  # per-step rows as well as per-epoch ones
     pd.testing.assert_frame_equal(ours, theirs)  # merging repeated rows dropped none of an uninterrupted run
     train(compose_cfg(args + ["force=true"], return_hydra_config=True), tmp_path / "ours")  # retrained from scratch

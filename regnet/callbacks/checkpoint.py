@@ -1,4 +1,5 @@
-"""``checkpoints/last.ckpt``: what a killed run resumes from, written so that a resumed run equals one that never stopped.
+"""``checkpoints/last.ckpt``: what a killed run resumes from, written so that the resumed run equals one that
+never stopped.
 
 Lightning's ``ModelCheckpoint(save_top_k=0, save_last=True)`` does not do this, for three reasons:
 
@@ -6,8 +7,8 @@ Lightning's ``ModelCheckpoint(save_top_k=0, save_last=True)`` does not do this, 
   checkpoint was written at epoch ends (Lightning 2.6), and a second instance saving at train end wrote
   ``last-v1.ckpt``, a file nothing resumes from.
 - A step checkpoint that falls on an epoch's last batch is taken before validation and before the epoch's metrics
-  are logged and reset. A run resumed from it skipped both, and carried that epoch's running training counts
-  into the next epoch's numbers. Here such a step checkpoint is left to the epoch-end one that follows.
+  are logged and reset; a run resumed from it carried that epoch's running training counts into the next epoch's
+  numbers. Here such a step checkpoint is left to the epoch-end one that follows.
 - Lightning writes to a temporary file in ``$TMPDIR`` and moves it over the checkpoint. When ``$TMPDIR`` is on another
   filesystem than the run (node-local ``/tmp``, shared outputs), the move copies in place, so a kill leaves a
   truncated checkpoint. Here the new checkpoint is written beside the old one and renamed over it (atomic).
@@ -55,8 +56,9 @@ class LastCheckpoint(Checkpoint):
 
     @property
     def state_key(self) -> str:
-        return self._generate_state_key(every_n_epochs=self.every_n_epochs,
-                                        every_n_train_steps=self.every_n_train_steps)
+        return self._generate_state_key(
+            every_n_epochs=self.every_n_epochs, every_n_train_steps=self.every_n_train_steps
+        )
 
     @property
     def path(self) -> Path:
@@ -119,15 +121,18 @@ class LastCheckpoint(Checkpoint):
 def _ends_epoch(trainer: L.Trainer, batch_idx: int) -> bool:
     """Whether this training batch is the epoch's last one (end of data, ``limit_train_batches`` or ``max_steps``)."""
     max_steps = trainer.max_steps
-    return (trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
-            or batch_idx + 1 >= trainer.num_training_batches
-            or (max_steps is not None and max_steps > 0 and trainer.global_step >= max_steps))
+    return (
+        trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
+        or batch_idx + 1 >= trainer.num_training_batches
+        or (max_steps is not None and max_steps > 0 and trainer.global_step >= max_steps)
+    )
 
 
 def fit_metrics(trainer: L.Trainer) -> dict[str, float]:
     """The metrics of a run's last training epoch once ``trainer.fit`` returned (training and validation): those
     logged in this process, completed by those the checkpoint it resumed from carried. A fit resumed from the final
     checkpoint (a run killed during its test) logs nothing; its metrics are the checkpoint's."""
-    restored = next((cb.restored_metrics for cb in trainer.callbacks if isinstance(cb, LastCheckpoint)
-                     and cb.restored_metrics), {})
+    restored = next(
+        (cb.restored_metrics for cb in trainer.callbacks if isinstance(cb, LastCheckpoint) and cb.restored_metrics), {}
+    )
     return restored | _floats(trainer.callback_metrics)
