@@ -54,11 +54,20 @@ class StackedData(L.LightningDataModule):
     def train_dataloader(self) -> StackedBatches:
         b, trainer = self.base, self.trainer
         x, y = b.splits["train"]
-        return StackedBatches([
-            TensorBatches(x, y, b.batch_size, shuffle=True, seed=seed, epoch_fn=lambda: trainer.current_epoch,
-                          taken_fn=lambda: trainer.fit_loop.epoch_loop.batch_progress.current.ready)
-            for seed in self.seeds
-        ])  # fmt: skip
+        return StackedBatches(
+            [
+                TensorBatches(
+                    x,
+                    y,
+                    b.batch_size,
+                    shuffle=True,
+                    seed=seed,
+                    epoch_fn=lambda: trainer.current_epoch,
+                    taken_fn=lambda: trainer.fit_loop.epoch_loop.batch_progress.current.ready,
+                )
+                for seed in self.seeds
+            ]
+        )
 
     def val_dataloader(self):
         return self.base.val_dataloader()

@@ -40,8 +40,9 @@ def refusal(cfg: DictConfig) -> str | None:
     if t.get("accumulate_grad_batches", 1) not in (None, 1):
         return f"trainer.accumulate_grad_batches={t.accumulate_grad_batches} is not supported stacked"
     devices = t.get("devices", 1)
-    if not (devices in (1, "1", "auto") or (isinstance(_plain(devices), list) and len(devices) == 1)) or \
-            str(t.get("strategy", "auto")) not in ("auto", "None", "single_device"):  # fmt: skip
+    if not (devices in (1, "1", "auto") or (isinstance(_plain(devices), list) and len(devices) == 1)) or str(
+        t.get("strategy", "auto")
+    ) not in ("auto", "None", "single_device"):
         return f"trainer.devices={_plain(devices)} / strategy={t.get('strategy', 'auto')}: a stack trains on one device"
     if t.get("precision", "32-true") not in PRECISIONS:
         return f"trainer.precision={t.precision} is not supported stacked (32-true only)"

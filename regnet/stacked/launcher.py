@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
@@ -25,7 +26,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, open_dict
 
 from regnet.errors import Diverged
-from regnet.results import read_results
+from regnet.lifecycle import read_or_set_aside
 from regnet.stacked.grouping import group, refusal, shared_settings, stack_key
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ class StackedLauncher(Launcher):
         for i, cfg in enumerate(configs):
             HydraConfig.instance().set_config(cfg)
             run_dir = Path(str(cfg.hydra.sweep.dir)) / str(cfg.hydra.sweep.subdir)
-            done = read_results(run_dir)
+            done = read_or_set_aside(run_dir)
             if done and done.get("status") == "completed" and not cfg.force:
                 ordinary.append(i)  # the ordinary job says it is completed and skips it
                 continue
@@ -77,8 +78,10 @@ class StackedLauncher(Launcher):
             reasons[g[0]] = "no other job of this sweep shares its model, data, optimizer, schedule and epochs"
             ordinary.append(g[0])
         stacks = [g for g in stacks if len(g) > 1]
-        log.info(f"Launching {len(configs)} jobs: {sum(map(len, stacks))} in {len(stacks)} stacks "
-                 f"(at most {self.max_members} each), {len(ordinary)} ordinary")  # fmt: skip
+        log.info(
+            f"Launching {len(configs)} jobs: {sum(map(len, stacks))} in {len(stacks)} stacks "
+            f"(at most {self.max_members} each), {len(ordinary)} ordinary"
+        )
         for i, name in enumerate(names):
             log.info(f"\t#{initial_job_idx + i} : {name}")
         for i in sorted(reasons):
@@ -94,8 +97,13 @@ class StackedLauncher(Launcher):
                     box["cfg"] = resolved(task_cfg)
                     box["run_dir"] = HydraConfig.get().runtime.output_dir
 
-                ret = run_job(hydra_context=self.hydra_context, task_function=collect, config=configs[i],
-                              job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")  # fmt: skip
+                ret = run_job(
+                    hydra_context=self.hydra_context,
+                    task_function=collect,
+                    config=configs[i],
+                    job_dir_key="hydra.sweep.dir",
+                    job_subdir_key="hydra.sweep.subdir",
+                )
                 if ret.status == JobStatus.FAILED:  # resolving the config failed: as the ordinary job would
                     ret.return_value  # noqa: B018  (raises the job's exception)
                 collected.append((ret, box))
@@ -110,8 +118,13 @@ class StackedLauncher(Launcher):
                 returns[i] = _job_return(ret, res)
         for i in sorted(ordinary):
             HydraConfig.instance().set_config(configs[i])
-            returns[i] = run_job(hydra_context=self.hydra_context, task_function=self.task_function, config=configs[i],
-                                 job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")  # fmt: skip
+            returns[i] = run_job(
+                hydra_context=self.hydra_context,
+                task_function=self.task_function,
+                config=configs[i],
+                job_dir_key="hydra.sweep.dir",
+                job_subdir_key="hydra.sweep.subdir",
+            )
         return returns
 
 

@@ -38,9 +38,17 @@ from regnet.models.small_cnn import SmallCNN
 #: modules without parameters that act per element or per channel: layout-safe as they are
 ELEMENTWISE = (nn.Tanh, nn.ReLU, nn.Sigmoid, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Identity)
 #: containers whose own forward only chains children, adds residuals, flattens from dim 1 or applies tanh
-SAFE_FORWARDS = {nn.Sequential.forward, LeNet.forward, SmallCNN.forward, SimpleNet.forward, ResNet18.forward,
-                 LeNet5.forward, torchvision.models.resnet.ResNet.forward, torchvision.models.resnet.BasicBlock.forward,
-                 torchvision.models.resnet.ResNet._forward_impl}  # fmt: skip
+SAFE_FORWARDS = {
+    nn.Sequential.forward,
+    LeNet.forward,
+    SmallCNN.forward,
+    SimpleNet.forward,
+    ResNet18.forward,
+    LeNet5.forward,
+    torchvision.models.resnet.ResNet.forward,
+    torchvision.models.resnet.BasicBlock.forward,
+    torchvision.models.resnet.ResNet._forward_impl,
+}
 
 
 def _stack(tensors: list[Tensor]) -> Tensor:
@@ -55,13 +63,21 @@ class StackedConv2d(nn.Module):
     def __init__(self, convs: list[nn.Conv2d]):
         super().__init__()
         c = convs[0]
-        self.S, self.stride, self.padding, self.dilation, self.groups = len(convs), c.stride, c.padding, c.dilation, c.groups
+        self.S, self.stride, self.padding, self.dilation, self.groups = (
+            len(convs),
+            c.stride,
+            c.padding,
+            c.dilation,
+            c.groups,
+        )
         self.weight = nn.Parameter(_stack([m.weight for m in convs]))
         self.bias = nn.Parameter(_stack([m.bias for m in convs])) if c.bias is not None else None
 
     def forward(self, x: Tensor) -> Tensor:  # (N, S·I, H, W) → (N, S·O, H', W')
         bias = self.bias.flatten() if self.bias is not None else None
-        return F.conv2d(x, self.weight.flatten(0, 1), bias, self.stride, self.padding, self.dilation, self.groups * self.S)
+        return F.conv2d(
+            x, self.weight.flatten(0, 1), bias, self.stride, self.padding, self.dilation, self.groups * self.S
+        )
 
 
 class StackedLinear(nn.Module):
@@ -113,8 +129,10 @@ class StackedBatchNorm(nn.Module):
             self.running_var.view(-1) if self.track else None,
             self.weight.flatten() if self.weight is not None else None,
             self.bias.flatten() if self.bias is not None else None,
-            use_batch, factor, self.eps,
-        )  # fmt: skip
+            use_batch,
+            factor,
+            self.eps,
+        )
 
 
 class StackedDropout(nn.Module):
@@ -230,8 +248,15 @@ def structure(model: nn.Module) -> tuple:
     names and shapes, buffer values that are not statistics (masks)."""
     out = []
     for name, m in model.named_modules():
-        settings = tuple(sorted((k, repr(v)) for k, v in vars(m).items()
-                                if not k.startswith("_") and k != "training" and not (k == "p" and isinstance(m, nn.Dropout | nn.Dropout2d))))  # fmt: skip
+        settings = tuple(
+            sorted(
+                (k, repr(v))
+                for k, v in vars(m).items()
+                if not k.startswith("_")
+                and k != "training"
+                and not (k == "p" and isinstance(m, nn.Dropout | nn.Dropout2d))
+            )
+        )
         out.append((name, type(m).__qualname__, settings))
     out += [(n, tuple(p.shape), str(p.dtype)) for n, p in model.named_parameters()]
     for n, b in model.named_buffers():

@@ -66,7 +66,11 @@ class StackedModule(L.LightningModule):
         super().__init__()
         self.model, self.regs, self.num_classes = model, regs, num_classes
         self.S = S = regs.S
-        self.optimizer_factory, self.scheduler_factory, self.scheduler_interval = optimizer, scheduler, scheduler_interval
+        self.optimizer_factory, self.scheduler_factory, self.scheduler_interval = (
+            optimizer,
+            scheduler,
+            scheduler_interval,
+        )
         self.loss_name = loss
         self.clip_val, self.clip_algorithm, self.check_every_gpu = clip_val, clip_algorithm, check_every_gpu
         self._gen_seeds, self._gen_states = list(generator_seeds), list(generator_states)
@@ -128,7 +132,9 @@ class StackedModule(L.LightningModule):
         self._count("train", logits.detach(), y)
         finite = torch.isfinite(loss.detach())
         newly_bad = ~finite & (self.first_bad < 0)
-        self.first_bad.copy_(torch.where(newly_bad, torch.full_like(self.first_bad, self.global_step + 1), self.first_bad))
+        self.first_bad.copy_(
+            torch.where(newly_bad, torch.full_like(self.first_bad, self.global_step + 1), self.first_bad)
+        )
         self.bad_loss.copy_(torch.where(newly_bad, loss.detach().to(self.bad_loss.dtype), self.bad_loss))
         self._step_ok = self.alive & finite
         return torch.where(self._step_ok, loss, torch.zeros_like(loss)).sum()
@@ -198,8 +204,10 @@ class StackedModule(L.LightningModule):
             self.alive[s] = False
             for k, v in state.items():
                 self._snapshot[k][s] = v[s]
-            print(f"[regnet] stack member {s} diverged at step {int(self.first_bad[s])} (loss "
-                  f"{float(self.bad_loss[s])}): frozen, the others train on")  # fmt: skip
+            print(
+                f"[regnet] stack member {s} diverged at step {int(self.first_bad[s])} (loss "
+                f"{float(self.bad_loss[s])}): frozen, the others train on"
+            )
         if not bool(self.alive.any()) and self._trainer is not None:
             self.trainer.should_stop = True
         return newly
@@ -287,7 +295,11 @@ class StackedModule(L.LightningModule):
         optimizer = self.optimizer_factory(self.model.parameters())
         if self.scheduler_factory is None:
             return optimizer
-        total = int(self.trainer.estimated_stepping_batches) if self.scheduler_interval == "step" else int(self.trainer.max_epochs)
+        total = (
+            int(self.trainer.estimated_stepping_batches)
+            if self.scheduler_interval == "step"
+            else int(self.trainer.max_epochs)
+        )
         scheduler = self.scheduler_factory(optimizer, total_steps=total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval}}
 

@@ -27,8 +27,14 @@ from regnet.regularizers.svb import SVB, robust_svd
 from regnet.regularizers.weight_noise import WeightNoise
 
 #: regularizer class → (its per-member scalar attribute, or None) ; SVB's are (eps, every)
-PENALTY_SCALAR = {L1: "lam", Elastic: "l1", SoftSVB: "lam", ConfidencePenalty: "beta", LabelSmoothing: "eps",
-                  Jacobian: "lam"}  # fmt: skip
+PENALTY_SCALAR = {
+    L1: "lam",
+    Elastic: "l1",
+    SoftSVB: "lam",
+    ConfidencePenalty: "beta",
+    LabelSmoothing: "eps",
+    Jacobian: "lam",
+}
 STACKABLE = (NoRegularizer, L2, InputNoise, WeightNoise, SVB, *PENALTY_SCALAR)
 
 #: settings that must agree among the members using a regularizer (everything else is a per-member scalar)
@@ -42,8 +48,11 @@ def penalised(wide: nn.Module) -> list[tuple[str, Tensor]]:
 
 def svb_weights(wide: nn.Module) -> list[tuple[str, Tensor]]:
     """Each member's Conv/Linear weight as matrices ``(S, out, in·k·k)`` (``base.weight_matrices``), views."""
-    return [(n, m.weight.view(m.weight.shape[0], m.weight.shape[1], -1)) for n, m in wide.named_modules()
-            if getattr(m, "svb", False)]  # fmt: skip
+    return [
+        (n, m.weight.view(m.weight.shape[0], m.weight.shape[1], -1))
+        for n, m in wide.named_modules()
+        if getattr(m, "svb", False)
+    ]
 
 
 class MemberRegs:
@@ -121,8 +130,9 @@ class MemberRegs:
         return params
 
     # --- penalties: name → (S,) already multiplied by each member's coefficient --------------------------
-    def penalties_of(self, wide: nn.Module, x: Tensor, logits: Tensor, y: Tensor,
-                     generators: list[torch.Generator]) -> dict[str, Tensor]:  # fmt: skip
+    def penalties_of(
+        self, wide: nn.Module, x: Tensor, logits: Tensor, y: Tensor, generators: list[torch.Generator]
+    ) -> dict[str, Tensor]:
         """x: the wide input (N, S·C, H, W) the logits (N, S, K) came from; y: (N, S)."""
         out = {}
         for name, (cls, coef) in self.penalties.items():
@@ -172,8 +182,11 @@ class MemberRegs:
     def svb_project_(self, wide: nn.Module, step: int, alive: Tensor) -> list[int]:
         """Project the members whose SVB ``every`` divides ``step`` (Jia et al. 2017, Algorithm 1) with one
         batched SVD per weight; returns the members whose weights were not finite (they have diverged)."""
-        due = [s for s in range(self.S) if int(self.svb_every[s]) > 0 and step % int(self.svb_every[s]) == 0
-               and bool(alive[s])]  # fmt: skip
+        due = [
+            s
+            for s in range(self.S)
+            if int(self.svb_every[s]) > 0 and step % int(self.svb_every[s]) == 0 and bool(alive[s])
+        ]
         if not due:
             return []
         weights = svb_weights(wide)
