@@ -287,3 +287,28 @@ def test_stacked_launcher_sweep(data_root, tmp_path):
     again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
     assert (again.stdout + again.stderr).count("already completed") == 6
+
+
+def test_gradient_clipping_is_per_member():
+    """trainer.gradient_clip_val clips each member's global gradient norm as clip_grad_norm_ clips its separate
+    run's, so one member's large gradients never shrink another's."""
+    from regnet.models.lenet import LeNet
+    from regnet.stacked.module import StackedModule
+    from regnet.stacked.regularizers import MemberRegs
+
+    torch.manual_seed(0)
+    models = [LeNet(dropout=0.0) for _ in range(2)]
+    for m, scale in zip(models, (100.0, 1e-3), strict=True):
+        for p in m.parameters():
+            p.grad = torch.randn_like(p) * scale
+    wide = stack_models(models)
+    for name, p in wide.named_parameters():
+        p.grad = torch.stack([dict(m.named_parameters())[name].grad for m in models])
+    module = StackedModule(wide, MemberRegs([[], []]), num_classes=10, optimizer=torch.optim.SGD, scheduler=None,
+                           scheduler_interval="step", loss="cross_entropy", generator_seeds=[0, 1],
+                           generator_states=[None, None], weight_decay=torch.zeros(2), clip_val=1.0)  # fmt: skip
+    module.on_before_optimizer_step(None)
+    for s, m in enumerate(models):
+        torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
+        for name, p in wide.named_parameters():
+            torch.testing.assert_close(p.grad[s], dict(m.named_parameters())[name].grad)

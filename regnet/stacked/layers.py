@@ -143,9 +143,10 @@ class StackedDropout(nn.Module):
         super().__init__()
         self.S, self.channelwise = len(drops), channelwise
         self.register_buffer("p", torch.tensor([float(m.p) for m in drops]), persistent=False)
+        self.any_p = any(float(m.p) > 0 for m in drops)  # on the host: no device sync per step
 
     def forward(self, x: Tensor) -> Tensor:
-        if not self.training or not bool((self.p > 0).any()):
+        if not self.training or not self.any_p:
             return x
         n = x.shape[0]
         xs = x.view(n, self.S, -1, *x.shape[2:]) if self.channelwise else x.view(n, self.S, -1)  # member axis 1

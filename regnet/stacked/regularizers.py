@@ -89,6 +89,9 @@ class MemberRegs:
                             raise ValueError("members use different reg.jacobian.n_proj")
                         self.n_proj = r.n_proj
         self.uses = {name: torch.tensor([name in o for o in self.order]) for name in self.penalties}
+        # which members draw noise, known on the host (no device sync per step)
+        self.input_noisy = [s for s in range(S) if float(self.input_sigma[s]) > 0]
+        self.weight_noisy = [s for s in range(S) if float(self.weight_sigma[s]) > 0]
         self.to(device)
 
     def to(self, device) -> MemberRegs:
@@ -104,7 +107,7 @@ class MemberRegs:
     # --- inputs and forward -------------------------------------------------------------------------------
     def perturb_inputs(self, x: Tensor, generators: list[torch.Generator]) -> Tensor:
         """x (S, N, C, H, W): x_s + σ_s·ξ_s for the members with input noise (Bishop 1995)."""
-        noisy = [s for s in range(self.S) if float(self.input_sigma[s]) > 0]
+        noisy = self.input_noisy
         if not noisy:
             return x
         noise = torch.zeros_like(x)
@@ -114,7 +117,7 @@ class MemberRegs:
 
     def noisy_params(self, wide: nn.Module, generators: list[torch.Generator]) -> dict[str, Tensor] | None:
         """Weight noise (Graves 2011): w + σ_s·ξ for every ≥ 2-D weight of the members that use it; None if none."""
-        noisy = [s for s in range(self.S) if float(self.weight_sigma[s]) > 0]
+        noisy = self.weight_noisy
         if not noisy:
             return None
         weights = {n for n, _ in penalised(wide)}
