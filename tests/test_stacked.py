@@ -88,10 +88,10 @@ def test_stack_equals_separate_runs(data_root, tmp_path):
         want_rows = [r for r in csv_rows(sep) if r.get("train/loss")]
         assert len(got_rows) == len(want_rows) == 2
         for g, w in zip(got_rows, want_rows, strict=True):
-            for key in ("train/loss", "train/data_loss", "train/acc") + (
-                ("train/jacobian",) if "jacobi" in m[0] else ()
-            ):
+            for key in ("train/loss", "train/data_loss") + (("train/jacobian",) if "jacobi" in m[0] else ()):
                 assert float(g[key]) == pytest.approx(float(w[key]), rel=1e-4, abs=1e-5), key
+            # accuracy counts argmax hits: a rounding difference may flip a near-tie (one sample of 168)
+            assert float(g["train/acc"]) == pytest.approx(float(w["train/acc"]), abs=2.5 / 168)
         assert results[i]["test_acc"] == pytest.approx(expected["test_acc"], abs=1e-6)
         assert results[i]["stacked"]["members"] == [str(d) for d in dirs] and results[i]["stacked"]["index"] == i
     # the members that differ only in λ really trained differently (so the check above would catch a no-op λ)

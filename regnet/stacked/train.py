@@ -22,10 +22,11 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import Checkpoint
 from omegaconf import DictConfig, OmegaConf
 
 from regnet.build import build
+from regnet.callbacks.checkpoint import LastCheckpoint
 from regnet.files import replacing
 from regnet.lifecycle import RunLifecycle, TrainingFailed, checkpoint_step
 from regnet.log import get_logger
@@ -41,7 +42,7 @@ log = get_logger(__name__)
 
 STACKS = ".stacks"
 #: callbacks the stack does not take from the members' configs: it checkpoints itself, per member at the end
-NOT_STACKED_CALLBACKS = ("ModelCheckpoint", "ConfusionMatrix")
+NOT_STACKED_CALLBACKS = ("ConfusionMatrix",)  # it writes into one run's directory
 
 
 def resolved(cfg: DictConfig) -> DictConfig:
@@ -50,6 +51,15 @@ def resolved(cfg: DictConfig) -> DictConfig:
     container = OmegaConf.to_container(cfg, resolve=True)
     container.pop("hydra", None)
     return OmegaConf.create(container)
+
+
+def stack_checkpoint(callback: Checkpoint, stack_dir: Path) -> LastCheckpoint:
+    """A member's checkpoint callback, writing the stack's ``last.ckpt`` instead (same triggers)."""
+    return LastCheckpoint(
+        stack_dir / "checkpoints",
+        every_n_epochs=int(getattr(callback, "every_n_epochs", 1) or 0),
+        every_n_train_steps=int(getattr(callback, "every_n_train_steps", 0) or 0),
+    )
 
 
 def stack_dir_for(run_dirs: list[Path]) -> Path:
@@ -151,27 +161,12 @@ def _train(cfgs, run_dirs, runs, stack_dir, extra_callbacks) -> list[dict[str, A
     )
     data = StackedData(base, [int(c.data.seed) for c in cfgs])
 
+    callbacks = [instantiate(c) for c in (cfg0.callbacks or {}).values() if c is not None]
     callbacks = [
-        instantiate(c)
-        for c in (cfg0.callbacks or {}).values()
-        if str(c.get("_target_", "")).rsplit(".", 1)[-1] not in NOT_STACKED_CALLBACKS
+        stack_checkpoint(c, stack_dir) if isinstance(c, Checkpoint) else c
+        for c in callbacks
+        if type(c).__name__ not in NOT_STACKED_CALLBACKS
     ]
-    steps = next(
-        (
-            c.get("every_n_train_steps")
-            for c in (cfg0.callbacks or {}).values()
-            if str(c.get("_target_", "")).endswith("ModelCheckpoint") and c.get("every_n_train_steps")
-        ),
-        None,
-    )
-    ckpt_dir = stack_dir / "checkpoints"
-    callbacks.append(
-        ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0, every_n_epochs=1, save_on_train_epoch_end=True)
-    )
-    if steps:
-        callbacks.append(
-            ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0, every_n_train_steps=int(steps))
-        )
     callbacks += list(extra_callbacks)
     member_loggers = []
     for cfg in cfgs:
