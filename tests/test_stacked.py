@@ -312,3 +312,57 @@ def test_gradient_clipping_is_per_member():
         torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
         for name, p in wide.named_parameters():
             torch.testing.assert_close(p.grad[s], dict(m.named_parameters())[name].grad)
+
+
+def test_every_penalty_and_noise_per_member_equals_the_separate_regularizer():
+    """Each stacked penalty (L1, elastic, soft SVB, confidence, label smoothing, exact and projected Jacobian)
+    and noise (input, weight) gives every member what its own regularizer gives its own model; members without
+    a regularizer get 0."""
+    from torch.func import functional_call
+
+    from regnet.models.lenet5 import LeNet5
+    from regnet.regularizers.confidence_penalty import ConfidencePenalty
+    from regnet.regularizers.elastic import Elastic
+    from regnet.regularizers.input_noise import InputNoise
+    from regnet.regularizers.jacobian import Jacobian
+    from regnet.regularizers.l1 import L1
+    from regnet.regularizers.label_smoothing import LabelSmoothing
+    from regnet.regularizers.soft_svb import SoftSVB
+    from regnet.regularizers.weight_noise import WeightNoise
+    from regnet.stacked.regularizers import MemberRegs
+
+    torch.manual_seed(0)
+    for n_proj in (-1, 1):
+        models = [LeNet5().train() for _ in range(3)]  # LeNet-5: its sparse C3 is a weight matrix as weight · mask
+        regs = [
+            [L1(1e-3), SoftSVB(1e-2), Jacobian(0.1, n_proj), InputNoise(0.3), LabelSmoothing(0.1)],
+            [Elastic(2e-3, 1e-4), ConfidencePenalty(0.2), Jacobian(0.05, n_proj), WeightNoise(0.05)],
+            [],
+        ]
+        wide, stacked = stack_models(models), MemberRegs(regs)
+        x = torch.randn(3, 8, 1, 32, 32)
+        y = torch.randint(0, 10, (8, 3))
+        seeds = [torch.Generator().manual_seed(s) for s in range(3)]
+        xs = stacked.perturb_inputs(x, seeds).transpose(0, 1)
+        xw = xs.reshape(8, -1, 32, 32).detach().requires_grad_(True)
+        params = stacked.noisy_params(wide, seeds)
+        logits = functional_call(wide, params, (xw,)).view(8, 3, -1)
+        got = stacked.penalties_of(wide, xw, logits, y, seeds)
+        for s, (model, member_regs) in enumerate(zip(models, regs, strict=True)):
+            torch.manual_seed(s)  # the separate run's global generator, in the same state as member s's
+            xi = x[s]
+            for r in member_regs:
+                xi = r.perturb_inputs(xi)
+            torch.testing.assert_close(xs[:, s], xi)
+            xi = xi.detach().requires_grad_(True)
+            out = next((o for r in member_regs if (o := r.forward(model, xi)) is not None), None)
+            out = model(xi) if out is None else out
+            torch.testing.assert_close(logits[:, s], out, rtol=1e-4, atol=1e-5)
+            for r in member_regs:
+                want = r.penalty(model, xi, out, y[:, s])
+                if want is not None:
+                    torch.testing.assert_close(got[r.name][s], want, rtol=1e-4, atol=1e-6)
+                    assert float(want) != 0.0
+            for name in got:
+                if name not in {r.name for r in member_regs}:
+                    assert float(got[name][s]) == 0.0

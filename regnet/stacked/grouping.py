@@ -54,6 +54,8 @@ def refusal(cfg: DictConfig) -> str | None:
         cls = get_class(reg._target_)
         if not issubclass(cls, STACKABLE):
             return f"regularizer {name} ({cls.__name__}) has no stacked version"
+        if name == "label_smoothing" and cfg.loss != "cross_entropy":
+            return f"reg.label_smoothing with loss={cfg.loss}: stacked label smoothing is cross-entropy's"
     with torch.random.fork_rng(devices=[]):
         model = instantiate(cfg.model)
     return stack_refusal(model)

@@ -175,7 +175,7 @@ class StackedModule(L.LightningModule):
         self._after_step()
 
     def _after_step(self) -> None:
-        step = self.global_step
+        step = self.global_step + 1  # Lightning counts the step as completed only after this hook returns
         if self._snapshot is not None:
             self._restore_frozen()
         if step != self._last_svb_step:

@@ -25,6 +25,7 @@ from regnet.regularizers.none import NoRegularizer
 from regnet.regularizers.soft_svb import SoftSVB
 from regnet.regularizers.svb import SVB, robust_svd
 from regnet.regularizers.weight_noise import WeightNoise
+from regnet.stacked.layers import StackedSparseConv2d
 
 #: regularizer class → (its per-member scalar attribute, or None) ; SVB's are (eps, every)
 PENALTY_SCALAR = {
@@ -42,8 +43,22 @@ SHARED_SETTINGS = {"jacobian": ("n_proj",)}
 
 
 def penalised(wide: nn.Module) -> list[tuple[str, Tensor]]:
-    """The wide model's parameters that are ≥ 2-D in each member (``l1.penalised_weights``): (name, (S, ...))."""
+    """The wide model's weights of Conv/Linear/sparse layers (≥ 2-D in each member; ``base.weight_layers``, the
+    weights weight noise perturbs): (name, (S, ...))."""
     return [(n, p) for n, p in wide.named_parameters() if p.dim() >= 3]
+
+
+def weight_matrices(wide: nn.Module) -> list[Tensor]:
+    """Each member's weight matrices ``(S, out, in·k·k)`` as ``base.weight_matrices`` sees them: Conv/Linear
+    weights, and LeNet-5's sparse convolution as ``weight · mask``."""
+    out = []
+    for m in wide.modules():
+        if isinstance(m, StackedSparseConv2d):
+            w = m.weight * m.mask
+            out.append(w.view(w.shape[0], w.shape[1], -1))
+        elif getattr(m, "svb", False):
+            out.append(m.weight.view(m.weight.shape[0], m.weight.shape[1], -1))
+    return out
 
 
 def svb_weights(wide: nn.Module) -> list[tuple[str, Tensor]]:
@@ -142,9 +157,9 @@ class MemberRegs:
             if cls is Jacobian:
                 value = self._jacobian(x, logits, generators)
             elif cls in (L1, Elastic):
-                value = torch.stack([p.abs().flatten(1).sum(1) for _, p in penalised(wide)]).sum(0)
+                value = torch.stack([w.abs().flatten(1).sum(1) for w in weight_matrices(wide)]).sum(0)
             elif cls is SoftSVB:
-                value = torch.stack([_orthogonality_gap(w) for _, w in svb_weights(wide)]).sum(0)
+                value = torch.stack([_orthogonality_gap(w) for w in weight_matrices(wide)]).sum(0)
             elif cls is ConfidencePenalty:
                 log_p = F.log_softmax(logits.float(), dim=-1)
                 value = (log_p.exp() * log_p).sum(-1).mean(0)  # −H, averaged over the batch
