@@ -131,6 +131,10 @@ def find_runs(root: str | Path) -> Sweep:
             sweep.problems.append({"run_dir": str(run_dir), "status": str(status), "reason": _one_line(reason)})
         elif results.get("test_acc") is None:
             sweep.problems.append({"run_dir": str(run_dir), "status": "no_test_acc", "reason": "test_acc is null"})
+        elif isinstance(results["test_acc"], bool) or not isinstance(results["test_acc"], (int, float)):
+            sweep.runs.remove(results)
+            sweep.problems.append({"run_dir": str(run_dir), "status": "corrupt",
+                                   "reason": f"{RESULTS}: test_acc={results['test_acc']!r} is not a number"})  # fmt: skip
     if not sweep.runs and not sweep.problems:
         raise NoRunsError(f"no runs below {root}: expected <run dir>/{RESULTS} files written by python -m regnet.train")
     return sweep
