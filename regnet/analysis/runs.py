@@ -179,7 +179,12 @@ def load_run(run_dir: str | Path, device: str | torch.device | None = None, data
     run_dir = Path(run_dir)
     results_path = run_dir / RESULTS
     results = json.loads(results_path.read_text()) if results_path.is_file() else {}
-    cfg = run_config(run_dir, results)
+    try:
+        cfg = run_config(run_dir, results)
+    except UnloadableRunError:
+        raise
+    except Exception as e:  # noqa: BLE001 — an unreadable .hydra/config.yaml
+        raise UnloadableRunError(f"{run_dir}/.hydra/config.yaml cannot be read: {_one_line(e)}") from e
     with open_dict(cfg):
         if data_root is not None:
             cfg.data.root = str(data_root)
