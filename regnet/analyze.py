@@ -235,7 +235,7 @@ def analyze(args: argparse.Namespace) -> Path:
             _attacks(args, sweep, stage, cache_dir)
         if args.diagnostics:
             _diagnostics(args, sweep, stage)
-        _csv_md(acc, stage, "accuracy")
+        write_atomic(stage / "accuracy.csv", acc.to_csv(index=False))
         write_atomic(stage / "accuracy.md", _accuracy_md(acc, sweep))
         write_atomic(stage / "problems.csv", sweep.problems_table().to_csv(index=False))
         _move_in(stage, out)
