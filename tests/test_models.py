@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import ast
 import inspect
-from functools import lru_cache
+from functools import cache
 
 import pytest
 import torch
@@ -46,7 +46,7 @@ VARIANT_COUNTS = [
 ]
 
 
-@lru_cache(maxsize=None)
+@cache
 def composed(*overrides: str):
     """The composed config (read-only; composing costs ~0.7 s on a busy 2-core machine)."""
     cfg = compose_cfg(list(overrides))

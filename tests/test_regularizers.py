@@ -307,8 +307,9 @@ def test_two_forward_replacing_regularizers_are_refused_at_setup():
 # --- each regularizer against its formula on a small model ------------------------------------------------------
 def small_model() -> nn.Module:
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(1, 2, 3), nn.Tanh(), nn.Flatten(), nn.Linear(2 * 4 * 4, 5), nn.Tanh(),
-                         nn.Linear(5, 3))
+    return nn.Sequential(
+        nn.Conv2d(1, 2, 3), nn.Tanh(), nn.Flatten(), nn.Linear(2 * 4 * 4, 5), nn.Tanh(), nn.Linear(5, 3)
+    )
 
 
 @pytest.fixture
@@ -431,8 +432,9 @@ def test_bad_values_one_line(bad):
 
 
 def test_composed_run(data_root, tmp_path):
-    cfg = compose_cfg(["reg=[l2,soft_svb,label_smoothing]", f"data.root={data_root}", *tiny()],
-                      return_hydra_config=True)
+    cfg = compose_cfg(
+        ["reg=[l2,soft_svb,label_smoothing]", f"data.root={data_root}", *tiny()], return_hydra_config=True
+    )
     results = train(cfg, tmp_path)
     assert results["reg"] == ["l2", "soft_svb", "label_smoothing"]
     assert results["metrics"]["train/soft_svb"] > 0 and results["metrics"]["train/label_smoothing"] != 0

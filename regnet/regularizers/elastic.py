@@ -1,8 +1,7 @@
 """Elastic net (Zou & Hastie 2005, "Regularization and variable selection via the elastic net", Eq. 3): λ₁ · Σ|w|
-in the loss plus an L2 term as the optimizer's weight
-decay (``weight_decay`` = λ₂ adds λ₂·w to the gradient, i.e. minimises λ₂/2 · ‖w‖²), exactly as
-``reg=[l1,l2]`` would. The L1 part covers the weight matrices (``weight_matrices``, as ``l1``); weight decay covers every parameter, as
-``l2``.
+in the loss plus an L2 term as the optimizer's weight decay (``weight_decay`` = λ₂ adds λ₂·w to the gradient,
+i.e. minimises λ₂/2 · ‖w‖²), exactly as ``reg=[l1,l2]`` would. The L1 part covers the weight matrices
+(``weight_matrices``, as ``l1``); weight decay covers every parameter, as ``l2``.
 """
 
 from __future__ import annotations
