@@ -7,9 +7,10 @@ The one place a config becomes objects, used by training (``regnet.train``) and 
 from __future__ import annotations
 
 import lightning as L
-from hydra.utils import instantiate
+from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig
 
+from regnet.models import registered_name
 from regnet.module import RegNetModule
 
 
@@ -39,5 +40,6 @@ def reg_names(cfg: DictConfig) -> list[str]:
 
 
 def model_name(cfg: DictConfig) -> str:
-    """``regnet.models.lenet.LeNet`` → ``lenet``: the model file's name, as chosen with ``model=``."""
-    return cfg.model._target_.rsplit(".", 2)[-2]
+    """The configured model's name in the registry ``regnet.models.MODELS`` (what ``model=`` chose: ``lenet``,
+    ``lenet_dl``, ...); a class outside the registry (``model._target_=mypackage.Net``) is named by its target."""
+    return registered_name(get_object(cfg.model._target_)) or cfg.model._target_

@@ -10,6 +10,7 @@ import sys
 import pandas as pd
 import pytest
 
+from regnet.build import model_name
 from tests.conftest import REPO, compose_cfg, tiny
 from tests.test_schedulers import run
 
@@ -64,7 +65,7 @@ def test_composes_with_the_studys_numbers(experiment, variant, model):
         assert cfg.model.activation == ("sigmoid" if variant == "sigmoid" else "relu")
         assert cfg.model.init == ("xavier" if variant == "xavier" else "default")
     else:
-        assert cfg.model._target_.rsplit(".", 2)[-2] == model and cfg.loss == "cross_entropy"
+        assert model_name(cfg) == model and cfg.loss == "cross_entropy"
         assert cfg.optim._target_ == "torch.optim.Adam" and cfg.data.val_fraction == 0.2
         assert (list(cfg.data.mean), list(cfg.data.std)) == ([0.0], [1.0])
         assert cfg.data.batch_size == (100 if variant in ("plain", "aug", "aug_erasing", "cosine") else 250)
