@@ -25,8 +25,9 @@ from regnet.models.small_cnn import FAMILY, LeNetDeep, LeNetDL, LeNetDrop, LeNet
 from tests.conftest import CONF, REPO, compose_cfg
 
 MODEL_YAMLS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
+CONFIGS_DOC = REPO / "docs" / "configs.md"  # its table of what's in the box
 
-# name → trainable parameters on the paired dataset, as the studies / papers printed them (the README's table)
+# name → trainable parameters on the paired dataset, as the studies / papers printed them (docs/configs.md's table)
 PARAM_COUNTS = {
     "lenet": 61_706,  # hoffman2019_mnist, Hoffman et al. 2019
     "resnet18": 11_227_812,  # cifar100_resnet18, torchvision ResNet-18 at 100 classes
@@ -69,9 +70,11 @@ def test_every_model_yaml_is_registered_counts_as_documented_and_trains_on_its_d
     assert get_object(cfg.model._target_) is MODELS[name] and model_name(cfg) == name
     torch.manual_seed(0)
     model = instantiate(cfg.model)
-    # the documented count: the test's table, the YAML's header and (for the family) the family file's table
+    # the documented count: the test's table, docs/configs.md's, the YAML's header, the family file's table
     assert trainable(model) == PARAM_COUNTS[name]
     assert f"{PARAM_COUNTS[name]:,}" in (CONF / "model" / f"{name}.yaml").read_text()
+    (row,) = [line for line in CONFIGS_DOC.read_text().splitlines() if line.startswith(f"| model | `{name}` |")]
+    assert f"{PARAM_COUNTS[name]:,}" in row
     if MODELS[name] in FAMILY:
         assert f"{PARAM_COUNTS[name]:,}" in regnet.models.small_cnn.__doc__
     # forward and backward on a tiny batch of the paired dataset's shape; every parameter learns
