@@ -4,7 +4,6 @@ torchvision's functional ops for fixed parameters, off at eval, and a few traini
 from __future__ import annotations
 
 import copy
-import math
 
 import pytest
 import torch

@@ -69,10 +69,10 @@ def check_settings(dataset: type, *, batch_size, eval_batch_size, val_fraction, 
     for key, values, positive in (("data.mean", mean, False), ("data.std", std, True)):
         ok = isinstance(values, tuple) and len(values) == dataset.in_channels
         if not ok or not all(_is_number(v) and (v > 0 or not positive) for v in values):
-            what = "positive numbers" if positive else "numbers"
+            what = "a positive number" if positive else "a number"
             shown = list(values) if isinstance(values, tuple) else values
-            raise ValueError(f"{key}={shown!r} is invalid: {dataset.name} needs {dataset.in_channels} {what}, "
-                             f"one per channel, e.g. {key}={list(getattr(dataset, key[5:]))}")
+            raise ValueError(f"{key}={shown!r} is invalid: give {what} per channel ({dataset.name} has "
+                             f"{dataset.in_channels}), e.g. {key}={list(getattr(dataset, key[5:]))}")
 
 
 class ImageDataModule(L.LightningDataModule):

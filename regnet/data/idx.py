@@ -7,7 +7,6 @@ import shutil
 import zlib
 from pathlib import Path
 
-import torch
 import torchvision
 from torch import Tensor
 
@@ -55,8 +54,8 @@ class IdxDataModule(ImageDataModule):
                 shutil.copyfileobj(src, dst)
         except (OSError, EOFError, zlib.error) as err:  # gzip.BadGzipFile is an OSError
             tmp.unlink(missing_ok=True)
-            raise CorruptDatasetError(f"{self.name}: {gz} cannot be decompressed ({type(err).__name__}: {err}); "
-                                      "it is truncated or damaged: replace it, or delete it and download again") from err
+            raise CorruptDatasetError(f"{self.name}: {gz} cannot be decompressed ({type(err).__name__}: {err}); it is "
+                                      "truncated or damaged: replace it, or delete it and download again") from err
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
