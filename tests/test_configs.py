@@ -64,12 +64,13 @@ def test_data_yamls_share_one_base_that_is_no_choice():
     base = load("data", "_base_")
     shared = {"root", "batch_size", "eval_batch_size", "val_fraction", "val_seed", "seed", "on_device", "pad"}
     assert shared <= set(base)
+    default = compose_cfg().data
     for name in names("data"):
         own = load("data", name)
         assert own["defaults"] == ["_base_", "_self_"]
         assert not (set(own) - {"_target_"}) & set(base), f"conf/data/{name}.yaml repeats a key of _base_"
         cfg = compose_cfg([f"data={name}"])
-        assert all(cfg.data[key] == compose_cfg().data[key] for key in base if key != "_target_")
+        assert all(cfg.data[key] == default[key] for key in base if key != "_target_")
     assert options("data") == names("data") == ["cifar10", "cifar100", "fashion_mnist", "mnist"]
     with pytest.raises(Exception) as err:
         compose_cfg(["data=imagenet"])

@@ -186,7 +186,7 @@ class _RecordLosses(L.Callback):
 
 
 def test_fast_path_matches_plain_dataloader_loop(data_root, tmp_path):
-    """The device-resident pipeline gives the same loss trajectory as the seed studies' plain loop:
+    """The device-resident pipeline gives the same loss trajectory as the studies' plain loop:
     torchvision dataset + ToTensor/Normalize through a DataLoader, hand-written SGD (same order, same init)."""
     cfg = compose_cfg([f"data.root={data_root}", "model.dropout=0", "sched=none", *tiny()])
     dm = instantiate(cfg.data)

@@ -52,7 +52,7 @@ class IdxDataModule(ImageDataModule):
         try:
             with gzip.open(gz, "rb") as src, open(tmp, "wb") as dst:
                 shutil.copyfileobj(src, dst)
-        except (OSError, EOFError, zlib.error) as err:  # gzip.BadGzipFile is an OSError
+        except (gzip.BadGzipFile, EOFError, zlib.error) as err:  # the archive, not the disk (a full disk: OSError)
             tmp.unlink(missing_ok=True)
             raise CorruptDatasetError(f"{self.name}: {gz} cannot be decompressed ({type(err).__name__}: {err}); it is "
                                       "truncated or damaged: replace it, or delete it and download again") from err
