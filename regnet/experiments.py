@@ -15,5 +15,6 @@ def check_variant(cfg: DictConfig) -> None:
     experiment (or written before experiments listed their variants) pass."""
     variants = cfg.get("variants") if "variants" in cfg else None
     if variants and cfg.get("variant") not in variants:
-        raise ValueError(f"variant={cfg.variant} is not a variant of experiment={cfg.task_name}: "
-                         f"choose one of {', '.join(variants)}")
+        raise ValueError(
+            f"variant={cfg.variant} is not a variant of experiment={cfg.task_name}: choose one of {', '.join(variants)}"
+        )

@@ -20,9 +20,7 @@ def affine_batch(x: Tensor, theta: Tensor, mode: str = "bilinear") -> Tensor:
     return F.grid_sample(x, grid, mode=mode, padding_mode="zeros", align_corners=False)
 
 
-def crop_resize_rotate_theta(
-    cx: Tensor, cy: Tensor, w: Tensor, h: Tensor, angle: Tensor
-) -> Tensor:
+def crop_resize_rotate_theta(cx: Tensor, cy: Tensor, w: Tensor, h: Tensor, angle: Tensor) -> Tensor:
     """(N, 2, 3) for: crop a (w, h) box centred at (cx, cy), resize to the full image, rotate by ``angle``
     degrees counter-clockwise about the centre. All lengths in normalised coords ([-1, 1] is the image),
     so w = h = 2, cx = cy = 0 is the identity crop."""
