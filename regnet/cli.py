@@ -1,0 +1,109 @@
+"""The ``python -m regnet.train`` command line: where a job runs, and how a failure ends the command.
+
+- Bad input (found before training starts) ends a lone run with one line on stderr and exit code 2; nothing
+  is written.
+- A run that failed or diverged during training is recorded in its ``results.json`` and ends with one line
+  and exit code 1.
+- In a sweep (``-m``) neither stops the other jobs: a job with bad input records ``status: invalid`` in its
+  run directory and says why in one line; the sweep exits non-zero once every job has run.
+- ``HYDRA_FULL_ERROR=1`` shows the full traceback instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from regnet.errors import Diverged, one_line
+from regnet.jobs import pin_to_gpu, share_cpu_cores
+from regnet.lifecycle import TrainingFailed, record_invalid
+
+FAILED_DURING_TRAINING = (Diverged, TrainingFailed)
+
+
+class InvalidJob(ValueError):
+    """A sweep job stopped by bad input; its run directory records ``status: invalid``."""
+
+
+def run_job(train: Callable[[DictConfig, Path], dict[str, Any]], cfg: DictConfig, hydra_cfg) -> float | None:
+    """Run one Hydra job with ``train``: pinned to its GPU, its share of the CPU cores; returns test accuracy
+    (what a sweeper optimises)."""
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    pin_to_gpu(cfg, hydra_cfg)
+    share_cpu_cores(cfg, hydra_cfg)
+    sweep = hydra_cfg.mode == RunMode.MULTIRUN
+    try:
+        check_override_types(hydra_cfg)
+        results = train(cfg, run_dir)
+    except FAILED_DURING_TRAINING as err:
+        if not sweep:  # exit here: Hydra would add a line of its own
+            _exit(1, str(err))
+        print(f"regnet: job {hydra_cfg.job.num}: {err}", file=sys.stderr)
+        raise  # the other jobs go on; the sweep exits non-zero at the end
+    except Exception as err:  # bad input, found before training started
+        if os.environ.get("REGNET_FULL_ERROR") == "1":
+            raise
+        if not sweep:
+            _exit(2, one_line(err))
+        message = one_line(err)
+        record_invalid(run_dir, cfg, message)
+        print(f"regnet: job {hydra_cfg.job.num} ({run_dir}): {message}", file=sys.stderr)
+        raise InvalidJob(f"a sweep job had bad input: {message} (the other jobs ran; see each run's results.json)")
+    return results.get("test_acc")
+
+
+def check_override_types(hydra_cfg) -> None:
+    """``key=abc`` where the config holds a number is one line naming the key, before anything runs (torch or
+    Lightning would say "'<' not supported between instances of 'str' and 'int'", or fail mid-training). The
+    defaults are read by composing the command without its string-valued overrides (only when it has any)."""
+    from hydra import compose
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(list(hydra_cfg.overrides.task))
+    groups = set(hydra_cfg.runtime.choices)
+    suspects = [o for o in parsed if o.key_or_group not in groups and not o.is_delete() and isinstance(o.value(), str)]
+    if not suspects:
+        return
+    try:
+        defaults = compose(config_name=hydra_cfg.job.config_name,
+                           overrides=[o.input_line for o in parsed if o not in suspects])
+    except Exception:  # no Hydra app here (some launchers' workers), or a composition the run itself reports
+        return
+    for o in suspects:
+        default = OmegaConf.select(defaults, o.key_or_group, default=None)
+        if isinstance(default, (int, float)) and not isinstance(default, bool):
+            raise ValueError(f"{o.key_or_group}={o.value()!r} is invalid: it must be a number (default {default!r})")
+
+
+def _exit(code: int, message: str) -> None:
+    print(f"regnet: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def _flags_first(argv: list[str]) -> list[str]:
+    """Let ``-m``/``--multirun`` stand anywhere on the command line, as users write it."""
+    flags = [a for a in argv if a in ("-m", "--multirun")]
+    return flags + [a for a in argv if a not in ("-m", "--multirun")]
+
+
+def cli(main: Callable[[], Any]) -> None:
+    """Run the Hydra ``main``: errors end in one line on stderr and exit code 2 (1 for a run that failed or
+    diverged during training); HYDRA_FULL_ERROR=1 shows the full traceback."""
+    sys.argv[1:] = _flags_first(sys.argv[1:])
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        os.environ["REGNET_FULL_ERROR"] = "1"
+        main()
+        return
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # let exceptions reach us instead of Hydra's multi-line report
+    try:
+        main()
+    except FAILED_DURING_TRAINING as err:
+        _exit(1, str(err))
+    except Exception as err:
+        _exit(2, one_line(err))
