@@ -160,6 +160,7 @@ def test_sigkill_then_rerun_gives_the_uninterrupted_results(at, data_root, tmp_p
     assert want["resumed_from_step"] is None and want["global_step"] == EPOCHS * STEPS_PER_EPOCH
     assert {"train/acc", "train/jacobian", "val/acc", "test/acc"} <= set(want["metrics"])
     assert _compared(json.loads((run_dir / "results.json").read_text())) == _compared(got) == _compared(want)
+    assert not list(run_dir.rglob("*.tmp")), "a temporary file of a write the kill cut short was left behind"
     # the learning curves too: the epochs before the kill are kept, the steps trained again are not doubled
     timing = [c for c in pd.read_csv(reference / "metrics.csv").columns if "images_per_s" in c]
     want_log, got_log = (pd.read_csv(d / "metrics.csv").drop(columns=timing) for d in (reference, run_dir))
