@@ -10,12 +10,15 @@ import lightning as L
 from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig
 
+from regnet.experiments import check_variant
+from regnet.losses import get_loss
 from regnet.models import registered_name
 from regnet.module import RegNetModule
 
 
 def build(cfg: DictConfig) -> tuple[RegNetModule, L.LightningDataModule, list[L.Callback]]:
     """(module, datamodule, the regularizers' callbacks) from a composed config (no Trainer, no output files)."""
+    check_variant(cfg)
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model)
     regularizers = [instantiate(r) for r in (cfg.reg or {}).values()]
@@ -28,7 +31,7 @@ def build(cfg: DictConfig) -> tuple[RegNetModule, L.LightningDataModule, list[L.
         optimizer=instantiate(cfg.optim),
         scheduler=instantiate(cfg.sched.scheduler) if cfg.sched.scheduler is not None else None,
         scheduler_interval=cfg.sched.interval,
-        loss=cfg.loss,
+        loss=get_loss(cfg.loss),
     )
     callbacks = [cb for r in regularizers for cb in r.callbacks()]
     return module, datamodule, callbacks
