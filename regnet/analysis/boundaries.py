@@ -1,4 +1,4 @@
-"""Decision boundaries in random 2-D planes through input space (seed 000, Tables 2/3).
+"""Decision boundaries in random 2-D planes through input space (hoffman2019_mnist, Tables 2/3).
 
 A plane through a test input x0 (in the model's normalised input space) is spanned by two orthonormal
 directions v1, v2 (Gram–Schmidt on Gaussian draws, unit L2 norm). The label image holds the predicted class
