@@ -32,7 +32,7 @@ from regnet.callbacks.divergence import DivergenceCheck
 from regnet.callbacks.throughput import Throughput
 from regnet.errors import Diverged, one_line
 from regnet.jobs import pin_to_gpu, run_lock, share_cpu_cores
-from regnet.loggers.csv import CSVLogger
+from regnet.loggers.resume import end_loggers, start_loggers
 from regnet.module import RegNetModule
 from regnet.results import LAST_CHECKPOINT, git_commit, read_results, write_atomic, write_results
 
@@ -133,10 +133,7 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     if ckpt_path is None and last.is_file() and not cfg.force and (resumed_from := checkpoint_step(last)) is not None:
         ckpt_path = str(last)
         print(f"[regnet] resuming from {last} (step {resumed_from})")
-    if ckpt_path is None:  # from scratch: no rows of an earlier attempt (a resumed run keeps and appends to them)
-        for lg in loggers:
-            if isinstance(lg, CSVLogger):
-                lg.start_fresh()
+    start_loggers(loggers, cfg, resumed=ckpt_path is not None, step=resumed_from)  # regnet/loggers/resume.py
 
     start = time.perf_counter()
     record = partial(_record, cfg, run_dir, trainer, module, datamodule, callbacks, start, resumed_from)
@@ -196,6 +193,7 @@ def _record(cfg, run_dir, trainer, module, datamodule, callbacks, start, resumed
         if trace:
             write_atomic(run_dir / "error.txt", trace)
         write_results(run_dir, results)
+        end_loggers(trainer.loggers, status, run_dir)
     return results
 
 
