@@ -31,6 +31,7 @@ from regnet.build import build, model_name, reg_names
 from regnet.callbacks.divergence import DivergenceCheck
 from regnet.callbacks.throughput import Throughput
 from regnet.errors import Diverged, one_line
+from regnet.hparams_search import objective_value
 from regnet.jobs import pin_to_gpu, run_lock, share_cpu_cores
 from regnet.loggers.resume import end_loggers, start_loggers
 from regnet.module import RegNetModule
@@ -212,7 +213,7 @@ def main(cfg: DictConfig) -> float | None:
             raise
         print(f"regnet: {one_line(err)}", file=sys.stderr)
         sys.exit(2)
-    return results.get("test_acc")
+    return objective_value(cfg, results)  # metrics[cfg.objective] (test/acc by default): what a sweeper maximises
 
 
 def _flags_first(argv: list[str]) -> list[str]:
