@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from omegaconf import OmegaConf
 
 
-def _dirname(overrides: str) -> str:
-    """A run's directory name from its overrides; ``default`` when there are none."""
-    return overrides.replace("/", "_") or "default"
+def run_name(overrides: Sequence[str], ignored: Sequence[str]) -> str:
+    """A run's directory name: its sorted overrides ``key=value`` joined by ``,`` (as Hydra's
+    ``override_dirname``), without those that cannot change its result; ``default`` when none is left.
+
+    ``ignored`` lists keys that are left out together with everything below them (``logger`` drops
+    ``logger=[csv,tensorboard]`` and ``logger.csv.name=x``; ``callbacks.progress_bar`` drops its refresh rate),
+    so the same command with another progress bar, logger or device resumes or skips the same run."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    def kept(key: str) -> bool:
+        return not any(key == k or key.startswith(k + ".") for k in ignored)
+
+    parsed = OverridesParser.create().parse_overrides([str(o) for o in overrides])
+    lines = sorted(o.input_line for o in parsed if kept(o.key_or_group))
+    return ",".join(lines).replace("/", "_") or "default"
 
 
 def _on_cpu() -> bool:
@@ -35,6 +49,6 @@ def gpu_for_job(job_num: int, gpus: int) -> int:
 
 
 def register_resolvers() -> None:
-    for name, fn in (("regnet.dirname", _dirname), ("regnet.on_cpu", _on_cpu), ("regnet.parallel_jobs", _parallel_jobs)):
+    for name, fn in (("regnet.run_name", run_name), ("regnet.on_cpu", _on_cpu), ("regnet.parallel_jobs", _parallel_jobs)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)

@@ -20,11 +20,15 @@ class Diverged(RuntimeError):
         self.step = step
         self.loss = loss
 
+    def __reduce__(self):  # a sweep's worker processes (joblib, submitit) send it back pickled
+        return Diverged, (self.step, self.loss)
+
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 def options(group: str) -> list[str]:
+    """The configs of a group in ``conf/`` (``"model"``, ``"hydra/launcher"``)."""
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
 
 
@@ -35,20 +39,38 @@ def root_cause(err: BaseException) -> BaseException:
     return err
 
 
+def _os_error(err: BaseException) -> OSError | None:
+    """An OSError behind ``err`` (logging's "Unable to configure handler 'file'" hides a PermissionError)."""
+    while err is not None and not isinstance(err, OSError):
+        err = err.__cause__ or err.__context__
+    return err
+
+
 def one_line(err: BaseException) -> str:
     cause = root_cause(err)
     text = str(cause).strip()
-    missing = re.search(r"Could not (?:find|load) '([\w/]+?)/([^']+)'", text)
+    missing = re.search(r"Could not (?:find|load) '([\w/]+)/([^'/]+)'", text)
     if missing:
         group, name = missing.groups()
-        group = group.split("/")[-1]
-        return f"unknown {group} '{name}' (available: {', '.join(options(group))}); choose with {group}=<name>"
-    typo = re.search(r"Could not override '([^']+)'", text) or re.search(r"Key '([^']+)' (?:is not in struct|not in)", text)
+        group = group.removeprefix("hydra/config/") if group.startswith("hydra/config/") else group
+        listed = re.search(r"Available options in '[^']+':\n((?:\t.*\n?)+)", text)
+        available = listed.group(1).split() if listed else options(group)
+        shown = group.split("/")[-1] if not group.startswith("hydra/") else group
+        return f"unknown {shown} '{name}' (available: {', '.join(available)}); choose with {group}=<name>"
+    full_key = re.search(r"full_key: (\S+)", text) if "not in struct" in text else None
+    typo = full_key or re.search(r"Could not override '([^']+)'", text)
     if typo:
         key = typo.group(1)
         return (f"unknown config key '{key}': check the spelling (python -m regnet.train --cfg job prints every key), "
                 f"or add a new key with +{key}=...")
+    exists = re.search(r"An item is already at '([^']+)'", text)
+    if exists:
+        key = exists.group(1)
+        return f"+{key}=... adds a new key, but {key} exists: set it with {key}=... (or ++{key}=...)"
+    if text.startswith("Unable to configure handler") and (os_err := _os_error(cause)) is not None:
+        return f"cannot write the run's log file: {os_err} (choose a writable run directory with hydra.run.dir=...)"
     first = text.splitlines()[0] if text else type(cause).__name__
-    if type(cause).__name__ not in ("ValueError", "DatasetNotFoundError", "CorruptDatasetError", "FileNotFoundError"):
+    if type(cause).__name__ not in ("ValueError", "DatasetNotFoundError", "CorruptDatasetError", "FileNotFoundError",
+                                    "InvalidJob"):
         first = f"{type(cause).__name__}: {first}"
     return first

@@ -1,23 +1,18 @@
-"""Where a sweep's jobs run and that each run trains in one process at a time.
+"""Where a sweep's jobs run.
 
 - :func:`pin_to_gpu`: job k of a sweep on several GPUs trains on GPU k mod #GPUs.
 - :func:`share_cpu_cores`: K jobs at once on the CPU give torch 1/K of the cores each.
-- :func:`run_lock`: a run being trained holds a flock on its directory; a second process skips it.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 import torch
 from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
 
 from regnet.config import gpu_count, gpu_for_job
-from regnet.locks import exclusive
 
 
 def pin_to_gpu(cfg: DictConfig, hydra_cfg) -> None:
@@ -59,22 +54,3 @@ def share_cpu_cores(cfg: DictConfig, hydra_cfg) -> int:
     if on_cpu and threads and not any(os.environ.get(v) for v in THREAD_VARIABLES):
         torch.set_num_threads(threads)
     return torch.get_num_threads()
-
-
-RUN_LOCK = ".regnet-run.lock"
-RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")
-
-
-@contextmanager
-def run_lock(run_dir: Path) -> Iterator[tuple[bool, str]]:
-    """An exclusive, non-blocking flock on ``<run dir>/.regnet-run.lock`` while a run trains
-    (:func:`regnet.locks.exclusive`), so two processes never train the same run at once (the same command
-    started twice, a SLURM job requeued while the first still runs): both would write the same checkpoints and
-    append to one ``metrics.csv``. A killed run never blocks its own resume: its lock died with it. Only rank 0
-    of a distributed run takes it (the other ranks are that run). Yields (held, pid of the process that has
-    the run when held is False)."""
-    if any(os.environ.get(v, "0") != "0" for v in RANK_VARIABLES):
-        yield True, ""
-        return
-    with exclusive(Path(run_dir) / RUN_LOCK, wait=False) as (held, owner):
-        yield held, owner

@@ -1,7 +1,7 @@
 """Exclusive advisory file locks (``flock``) between the processes of one machine or a shared file system.
 
 The kernel drops a flock when its process dies, SIGKILL included, so a lock never outlives its holder. Used
-for a run being trained (:func:`regnet.jobs.run_lock`) and for a dataset being fetched
+for a run being trained (:class:`regnet.lifecycle.RunLifecycle`) and for a dataset being fetched
 (:meth:`regnet.data.base.ImageDataModule.prepare_data`).
 """
 

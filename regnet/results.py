@@ -10,51 +10,19 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from regnet.files import temp_beside, write_atomic  # noqa: F401  (temp_beside: until every caller imports regnet.files)
+
 RESULTS = "results.json"
 LAST_CHECKPOINT = "checkpoints/last.ckpt"  # what a rerun resumes from and analysis loads, relative to the run dir
-
-
-def temp_beside(path: Path, suffix: str = ".tmp") -> tuple[int, str]:
-    """A new temporary file (fd, name) in ``path``'s folder, to be renamed over ``path``. Its mode is what
-    ``open`` would give a new file (0666 less the umask; mkstemp's 0600 would hide outputs from colleagues)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
-    mask = os.umask(0)
-    os.umask(mask)
-    os.fchmod(fd, 0o666 & ~mask)
-    return fd, tmp
-
-
-def write_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` so readers see the old file or the new one, never a partial one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = temp_beside(path)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_results(run_dir: str | os.PathLike, results: dict[str, Any]) -> Path:
     path = Path(run_dir) / RESULTS
     write_atomic(path, json.dumps(results, indent=2, sort_keys=False, default=str) + "\n")
     return path
-
-
-def read_results(run_dir: str | os.PathLike) -> dict[str, Any] | None:
-    path = Path(run_dir) / RESULTS
-    if not path.is_file():
-        return None
-    return json.loads(path.read_text())
 
 
 def git_commit() -> str | None:

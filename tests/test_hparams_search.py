@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 
 from regnet.hparams_search import objective_value
 from regnet.train import main, train
-from tests.conftest import CONF, compose_cfg, tiny
+from tests.conftest import compose_cfg, tiny
 
 LAM = "reg.jacobian.lam"
 
@@ -21,13 +21,15 @@ LAM = "reg.jacobian.lam"
 def run_cli(monkeypatch, *args: str) -> None:
     """``python -m regnet.train -m ...`` in this process (errors raised, not reported)."""
     monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
-    monkeypatch.setattr(sys, "argv", ["regnet.train", "-m", f"--config-path={CONF}", *args])
+    monkeypatch.setattr(sys, "argv", ["regnet.train", "-m", *args])
     main()
 
 
 def trial_runs(sweep):
-    return {float(json.loads(p.read_text())["config"]["reg"]["jacobian"]["lam"]): json.loads(p.read_text())
-            for p in sweep.glob("*/results.json")}
+    return {
+        float(json.loads(p.read_text())["config"]["reg"]["jacobian"]["lam"]): json.loads(p.read_text())
+        for p in sweep.glob("*/results.json")
+    }
 
 
 def test_search_maximises_validation_accuracy_and_resumes_an_interrupted_study(data_root, tmp_path, monkeypatch):
@@ -65,10 +67,15 @@ def test_search_maximises_validation_accuracy_and_resumes_an_interrupted_study(d
 
 
 def test_robustness_search_records_pgd_accuracy_on_the_validation_split(data_root, tmp_path):
-    clean = ["+callbacks.clean._target_=regnet.callbacks.val_pgd.ValidationPGD", "+callbacks.clean.eps=0",
-             "+callbacks.clean.name=pgd0_acc"]  # ε = 0: PGD accuracy is the clean accuracy
-    cfg = compose_cfg(["hparams_search=jacobian_lam_pgd", f"data.root={data_root}", *tiny(), *clean,
-                       "callbacks.val_pgd.eps=0.3"], return_hydra_config=True)
+    clean = [
+        "+callbacks.clean._target_=regnet.callbacks.val_pgd.ValidationPGD",
+        "+callbacks.clean.eps=0",
+        "+callbacks.clean.name=pgd0_acc",
+    ]  # ε = 0: PGD accuracy is the clean accuracy
+    cfg = compose_cfg(
+        ["hparams_search=jacobian_lam_pgd", f"data.root={data_root}", *tiny(), *clean, "callbacks.val_pgd.eps=0.3"],
+        return_hydra_config=True,
+    )
     results = train(cfg, tmp_path)
     metrics = results["metrics"]
     assert metrics["val/pgd0_acc"] == pytest.approx(metrics["val/acc"])
@@ -80,8 +87,13 @@ def test_robustness_search_records_pgd_accuracy_on_the_validation_split(data_roo
 def test_search_without_a_validation_split_stops_before_training(data_root, tmp_path, monkeypatch):
     sweep = tmp_path / "search"
     with pytest.raises(ValueError, match="needs a validation split"):
-        run_cli(monkeypatch, "hparams_search=jacobian_lam", "data.val_fraction=0", f"data.root={data_root}",
-                f"hydra.sweep.dir={sweep}")
+        run_cli(
+            monkeypatch,
+            "hparams_search=jacobian_lam",
+            "data.val_fraction=0",
+            f"data.root={data_root}",
+            f"hydra.sweep.dir={sweep}",
+        )
     assert not list(sweep.glob("*/results.json"))
 
 

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from lightning.pytorch import loggers as pl_loggers
 
+from regnet.lifecycle import TrainingFailed
 from regnet.loggers.resume import LOGGER_RUNS
-from regnet.train import TrainingFailed, train
+from regnet.train import train
 from tests.conftest import compose_cfg, tiny
 
 ALL = "logger=[csv,tensorboard,wandb,mlflow]"
@@ -57,11 +58,11 @@ def wandb_records(path: Path):
         if block - pos % block < 7:  # a block's tail too short for a header is padding
             pos += block - pos % block
             continue
-        _crc, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        _crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
         if kind == 0:
             pos += block - pos % block
             continue
-        chunk += data[pos + 7:pos + 7 + length]
+        chunk += data[pos + 7 : pos + 7 + length]
         pos += 7 + length
         if kind in (1, 4):  # FULL or LAST
             record = wandb_internal_pb2.Record()
@@ -73,8 +74,15 @@ def wandb_records(path: Path):
 def wandb_run(run_dir: Path) -> dict:
     """One offline W&B run directory (the newest): run record, config, history rows, summary, media files."""
     offline = sorted((run_dir / "wandb").glob("offline-run-*"))[-1]
-    run = {"id": None, "project": None, "config": {}, "history": [], "summary": {}, "exit": None,
-           "media": sorted(p.name for p in offline.rglob("*.png"))}
+    run = {
+        "id": None,
+        "project": None,
+        "config": {},
+        "history": [],
+        "summary": {},
+        "exit": None,
+        "media": sorted(p.name for p in offline.rglob("*.png")),
+    }
     for record in wandb_records(next(offline.glob("run-*.wandb"))):
         kind = record.WhichOneof("record_type")
         if kind == "run":
@@ -83,9 +91,13 @@ def wandb_run(run_dir: Path) -> dict:
         elif kind == "config":
             run["config"].update({u.key: json.loads(u.value_json) for u in record.config.update})
         elif kind == "history":
-            run["history"].append({"/".join(i.nested_key) or i.key: json.loads(i.value_json) for i in record.history.item})
+            run["history"].append(
+                {"/".join(i.nested_key) or i.key: json.loads(i.value_json) for i in record.history.item}
+            )
         elif kind == "summary":
-            run["summary"].update({"/".join(u.nested_key) or u.key: json.loads(u.value_json) for u in record.summary.update})
+            run["summary"].update(
+                {"/".join(u.nested_key) or u.key: json.loads(u.value_json) for u in record.summary.update}
+            )
         elif kind == "exit":
             run["exit"] = record.exit.exit_code
     return run
@@ -100,8 +112,15 @@ def mlflow_runs(tmp_path: Path, experiment: str):
 
 
 # --- tests ----------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("choice, cls", [("tensorboard", pl_loggers.TensorBoardLogger), ("wandb", pl_loggers.WandbLogger),
-                                         ("mlflow", pl_loggers.MLFlowLogger), ("csv", pl_loggers.CSVLogger)])
+@pytest.mark.parametrize(
+    "choice, cls",
+    [
+        ("tensorboard", pl_loggers.TensorBoardLogger),
+        ("wandb", pl_loggers.WandbLogger),
+        ("mlflow", pl_loggers.MLFlowLogger),
+        ("csv", pl_loggers.CSVLogger),
+    ],
+)
 def test_each_logger_config_is_the_lightning_logger_of_that_name(choice, cls, offline):
     from hydra.utils import instantiate
 
@@ -117,8 +136,10 @@ def test_lenet5_lecun_logs_epochs_config_and_test_metrics_to_every_logger(data_r
     """``experiment=lenet5_lecun logger=wandb`` logs what the study logged to W&B: its config, loss, top-1/top-5
     error and learning rate per epoch, the test metrics and the confusion matrix; TensorBoard and MLflow the same."""
     run_dir = offline / "run"
-    cfg = compose_cfg([f"data.root={data_root}", "experiment=lenet5_lecun", ALL, *tiny("trainer.max_epochs=2")],
-                      return_hydra_config=True)
+    cfg = compose_cfg(
+        [f"data.root={data_root}", "experiment=lenet5_lecun", ALL, *tiny("trainer.max_epochs=2")],
+        return_hydra_config=True,
+    )
     results = train(cfg, run_dir)
     test_acc, epochs = results["test_acc"], 2
 
@@ -164,8 +185,12 @@ class FailInSecondEpoch:
 
 def test_resumed_run_continues_its_logger_runs_and_a_fresh_one_starts_new_ones(data_root, offline):
     run_dir = offline / "run"
-    args = [f"data.root={data_root}", "logger=[tensorboard,wandb,mlflow]", "callbacks.checkpoint_steps.every_n_train_steps=3",
-            *tiny("trainer.max_epochs=2")]  # a checkpoint at the end of the first epoch (3 steps)
+    args = [
+        f"data.root={data_root}",
+        "logger=[tensorboard,wandb,mlflow]",
+        "callbacks.checkpoint_steps.every_n_train_steps=3",
+        *tiny("trainer.max_epochs=2"),
+    ]  # a checkpoint at the end of the first epoch (3 steps)
     fail = "+callbacks.fail._target_=tests.test_loggers.FailInSecondEpoch"
     with pytest.raises(TrainingFailed):
         train(compose_cfg([*args, fail], return_hydra_config=True), run_dir)
@@ -191,4 +216,3 @@ def test_resumed_run_continues_its_logger_runs_and_a_fresh_one_starts_new_ones(d
     assert new["wandb"] != ids["wandb"] and new["mlflow"] != ids["mlflow"]
     assert len(mlflow_runs(offline, "train")[1]) == 2
     assert [e.step for e in tensorboard_scalars(run_dir / "tensorboard").Scalars("train/loss")] == epoch_steps
-

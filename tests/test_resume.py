@@ -169,7 +169,7 @@ def test_a_run_another_process_is_training_is_skipped_until_that_process_dies(da
                "trainer.limit_train_batches=3", "trainer.limit_test_batches=1", f"hydra.run.dir={run}"]
         out = subprocess.run(cmd, cwd=REPO, env=_env(data_root), capture_output=True, text=True, timeout=300)
         assert out.returncode == 0, out.stderr[-2000:]
-        assert "is being trained by another process (pid 4242); skipping it" in out.stderr
+        assert "is being trained by another process (pid 4242); skipping it" in out.stdout + out.stderr
         assert not (run / "results.json").exists() and not (run / "checkpoints").exists()
     finally:
         holder.send_signal(signal.SIGKILL)

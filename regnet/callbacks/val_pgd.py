@@ -17,11 +17,20 @@ from torch import Tensor
 
 
 class ValidationPGD(L.Callback):
-    def __init__(self, eps: float = 0.1, steps: int = 10, alpha: float | None = None, max_images: int = 1000,
-                 name: str = "pgd_acc", seed: int = 0):
+    def __init__(
+        self,
+        eps: float = 0.1,
+        steps: int = 10,
+        alpha: float | None = None,
+        max_images: int = 1000,
+        name: str = "pgd_acc",
+        seed: int = 0,
+    ):
         if eps < 0 or steps < 1 or max_images < 1:
-            raise ValueError(f"callbacks val_pgd: eps={eps}, steps={steps}, max_images={max_images} are invalid "
-                             "(need eps ≥ 0, steps ≥ 1, max_images ≥ 1)")
+            raise ValueError(
+                f"callbacks val_pgd: eps={eps}, steps={steps}, max_images={max_images} are invalid "
+                "(need eps ≥ 0, steps ≥ 1, max_images ≥ 1)"
+            )
         self.eps, self.steps, self.max_images, self.name, self.seed = eps, steps, max_images, name, seed
         self.alpha = alpha if alpha is not None else 2.5 * eps / steps
 
@@ -41,8 +50,8 @@ class ValidationPGD(L.Callback):
         robust = 0
         with torch.inference_mode(False), torch.enable_grad():  # validation runs under inference mode
             for start in range(0, len(labels), trainer.datamodule.eval_batch_size):
-                x = images[start:start + trainer.datamodule.eval_batch_size].float() / 255.0
-                y = labels[start:start + trainer.datamodule.eval_batch_size]
+                x = images[start : start + trainer.datamodule.eval_batch_size].float() / 255.0
+                y = labels[start : start + trainer.datamodule.eval_batch_size]
                 robust += int(self.robust(lambda p: model((p - mean) / std), x, y, generator).sum())
         pl_module.log(f"val/{self.name}", robust / len(labels), sync_dist=True)
 

@@ -58,5 +58,7 @@ def check_objective(cfg) -> None:
     """A validation objective needs a validation split; say so before any trial trains."""
     objective = str(cfg.get("objective") or "")
     if objective.startswith("val/") and not cfg.data.get("val_fraction"):
-        raise ValueError(f"objective={objective} needs a validation split: set data.val_fraction (e.g. 0.1); "
-                         "a search must never choose on the test set")
+        raise ValueError(
+            f"objective={objective} needs a validation split: set data.val_fraction (e.g. 0.1); "
+            "a search must never choose on the test set"
+        )

@@ -30,16 +30,28 @@ class MLFlowLogger(LightningMLFlowLogger):
     """Lightning's MLFlowLogger for the run in ``run_dir``; ``save_dir`` is the file store (relative paths from
     the working directory) unless ``tracking_uri`` is given."""
 
-    def __init__(self, run_dir: str, experiment_name: str, save_dir: str = "outputs/mlruns",
-                 tracking_uri: str | None = None, run_name: str | None = None, **kwargs: Any):
+    def __init__(
+        self,
+        run_dir: str,
+        experiment_name: str,
+        save_dir: str = "outputs/mlruns",
+        tracking_uri: str | None = None,
+        run_name: str | None = None,
+        **kwargs: Any,
+    ):
         if not tracking_uri:
             tracking_uri = Path(save_dir).resolve().as_uri()
         if tracking_uri.startswith("file:"):
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
         self._run_dir = Path(run_dir)
-        super().__init__(experiment_name=experiment_name, run_name=run_name or self._run_dir.name,
-                         tracking_uri=tracking_uri, save_dir=save_dir, run_id=saved_run_id(run_dir, "mlflow"),
-                         **kwargs)
+        super().__init__(
+            experiment_name=experiment_name,
+            run_name=run_name or self._run_dir.name,
+            tracking_uri=tracking_uri,
+            save_dir=save_dir,
+            run_id=saved_run_id(run_dir, "mlflow"),
+            **kwargs,
+        )
 
     @rank_zero_only
     def start_fresh(self) -> None:

@@ -79,5 +79,7 @@ def end_loggers(loggers: Sequence[Logger], status: str, run_dir: str | os.PathLi
             try:
                 logger.end(status, files)
             except Exception as err:  # the run itself is recorded already: say so, do not fail it
-                print(f"[regnet] {type(logger).__name__} could not close its run: {type(err).__name__}: {err}",
-                      file=sys.stderr)
+                print(
+                    f"[regnet] {type(logger).__name__} could not close its run: {type(err).__name__}: {err}",
+                    file=sys.stderr,
+                )

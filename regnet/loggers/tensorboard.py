@@ -25,8 +25,14 @@ HPARAM_METRICS = ("test/acc", "test/loss", "val/acc")
 class TensorBoardLogger(LightningTensorBoardLogger):
     """Lightning's TensorBoardLogger in ``<save_dir>/tensorboard``; no ``hp_metric`` placeholder scalar."""
 
-    def __init__(self, save_dir: str, name: str = "tensorboard", version: str = "", default_hp_metric: bool = False,
-                 **kwargs: Any):
+    def __init__(
+        self,
+        save_dir: str,
+        name: str = "tensorboard",
+        version: str = "",
+        default_hp_metric: bool = False,
+        **kwargs: Any,
+    ):
         super().__init__(save_dir, name=name, version=version, default_hp_metric=default_hp_metric, **kwargs)
 
     @rank_zero_only

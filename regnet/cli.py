@@ -1,0 +1,86 @@
+"""The ``python -m regnet.train`` command line: where a job runs, and how a failure ends the command.
+
+- Bad input (found before training starts) ends a lone run with one line on stderr and exit code 2; nothing
+  is written.
+- A run that failed or diverged during training is recorded in its ``results.json`` and ends with one line
+  and exit code 1.
+- In a sweep (``-m``) neither stops the other jobs: a job with bad input records ``status: invalid`` in its
+  run directory and says why in one line; the sweep exits non-zero once every job has run.
+- ``HYDRA_FULL_ERROR=1`` shows the full traceback instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from regnet.errors import Diverged, one_line
+from regnet.hparams_search import objective_value
+from regnet.jobs import pin_to_gpu, share_cpu_cores
+from regnet.lifecycle import TrainingFailed, record_invalid
+
+FAILED_DURING_TRAINING = (Diverged, TrainingFailed)
+
+
+class InvalidJob(ValueError):
+    """A sweep job stopped by bad input; its run directory records ``status: invalid``."""
+
+
+def run_job(train: Callable[[DictConfig, Path], dict[str, Any]], cfg: DictConfig, hydra_cfg) -> float | None:
+    """Run one Hydra job with ``train``: pinned to its GPU, its share of the CPU cores; returns the run's
+    ``metrics[cfg.objective]`` (what a sweeper optimises: test/acc by default, a validation metric in a search)."""
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    pin_to_gpu(cfg, hydra_cfg)
+    share_cpu_cores(cfg, hydra_cfg)
+    sweep = hydra_cfg.mode == RunMode.MULTIRUN
+    try:
+        results = train(cfg, run_dir)
+    except FAILED_DURING_TRAINING as err:
+        if not sweep:  # exit here: Hydra would add a line of its own
+            _exit(1, str(err))
+        print(f"regnet: job {hydra_cfg.job.num}: {err}", file=sys.stderr)
+        raise  # the other jobs go on; the sweep exits non-zero at the end
+    except Exception as err:  # bad input, found before training started
+        if os.environ.get("REGNET_FULL_ERROR") == "1":
+            raise
+        if not sweep:
+            _exit(2, one_line(err))
+        message = one_line(err)
+        record_invalid(run_dir, cfg, message)
+        print(f"regnet: job {hydra_cfg.job.num} ({run_dir}): {message}", file=sys.stderr)
+        raise InvalidJob(f"a sweep job had bad input: {message} (the other jobs ran; see each run's results.json)")
+    return objective_value(cfg, results)  # metrics[cfg.objective], test/acc unless a search sets it
+
+
+def _exit(code: int, message: str) -> None:
+    print(f"regnet: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def _flags_first(argv: list[str]) -> list[str]:
+    """Let ``-m``/``--multirun`` stand anywhere on the command line, as users write it."""
+    flags = [a for a in argv if a in ("-m", "--multirun")]
+    return flags + [a for a in argv if a not in ("-m", "--multirun")]
+
+
+def cli(main: Callable[[], Any]) -> None:
+    """Run the Hydra ``main``: errors end in one line on stderr and exit code 2 (1 for a run that failed or
+    diverged during training); HYDRA_FULL_ERROR=1 shows the full traceback."""
+    sys.argv[1:] = _flags_first(sys.argv[1:])
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        os.environ["REGNET_FULL_ERROR"] = "1"
+        main()
+        return
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # let exceptions reach us instead of Hydra's multi-line report
+    try:
+        main()
+    except FAILED_DURING_TRAINING as err:
+        _exit(1, str(err))
+    except Exception as err:
+        _exit(2, one_line(err))

@@ -1,0 +1,39 @@
+"""regnet's log lines: Python ``logging`` under the ``regnet`` logger, written by rank 0 only.
+
+Inside a Hydra job the root logger's handlers (Hydra's ``job_logging``) put every line on the console and in
+``<run dir>/train.log``; outside one (tests, notebooks) a console handler shows INFO lines on stderr.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+
+class _RankZero(logging.Filter):
+    """Drop records on ranks other than 0 of a distributed run (Lightning sets ``rank_zero_only.rank``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return getattr(rank_zero_only, "rank", 0) == 0
+
+
+class _UnlessConfigured(logging.StreamHandler):
+    """stderr, only while nobody configured the root logger (Hydra's job logging does, with a file too)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not logging.getLogger().handlers:
+            super().emit(record)
+
+
+_REGNET = logging.getLogger("regnet")
+_REGNET.setLevel(logging.INFO)
+_REGNET.addHandler(_UnlessConfigured())
+
+
+def get_logger(name: str) -> logging.Logger:
+    """The logger for a regnet module (``get_logger(__name__)``), rank-zero aware."""
+    logger = logging.getLogger(name)
+    if not any(isinstance(f, _RankZero) for f in logger.filters):
+        logger.addFilter(_RankZero())
+    return logger
