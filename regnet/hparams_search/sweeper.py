@@ -16,6 +16,7 @@ answers from its ``results.json``.
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import optuna
@@ -49,7 +50,9 @@ def resume_study(storage: str, study_name: str) -> int:
     for trial in trials:
         if trial.state == TrialState.RUNNING:
             study.tell(trial.number, state=TrialState.FAIL)
-            study.enqueue_trial(trial.params)
+            with warnings.catch_warnings():  # enqueue_trial is "experimental" in optuna 2.x, and what we need
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.enqueue_trial(trial.params)
             log.info(f"Trial {trial.number} was interrupted; its parameters {trial.params} run again")
     return finished
 
