@@ -5,9 +5,10 @@ after the study's ``task_name``, runs after their directories); set ``logger.mlf
     mlflow ui --backend-store-uri outputs/mlruns
 
 Lightning's MLFlowLogger, with :mod:`regnet.loggers.resume`: a resumed run logs into the MLflow run it started
-(its id is in ``logger_runs.json``), a run trained from scratch opens a new one. The resolved config is logged as
-params (on resume only those not logged yet: MLflow params cannot change), the test confusion matrix as an
-artifact, and the run ends FINISHED, or FAILED if it diverged or failed.
+(its id is in ``logger_runs.json``) and does not log again the steps the interrupted attempt logged after its
+checkpoint (resume is deterministic: they are the same values); a run trained from scratch opens a new one. The
+resolved config is logged as params (on resume only those not logged yet: MLflow params cannot change), the test
+confusion matrix as an artifact, and the run ends FINISHED, or FAILED if it diverged or failed.
 
 MLflow 3 keeps the file store in maintenance mode and refuses it unless ``MLFLOW_ALLOW_FILE_STORE=true``; this
 logger sets that (if unset) for ``file:`` stores, which need no database and no server.
@@ -16,6 +17,7 @@ logger sets that (if unset) for ``file:`` stores, which need no database and no 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +73,18 @@ class MLFlowLogger(LightningMLFlowLogger):
                 self._run_id, self._initialized = None, False
         save_run_id(self._run_dir, "mlflow", self.run_id)
         self.experiment.update_run(self.run_id, status="RUNNING")
+        client = self.experiment
+        self._logged_until = {  # MLflow cannot delete values: the steps trained again are not logged twice
+            key: max(m.step for m in client.get_metric_history(self.run_id, key))
+            for key in client.get_run(self.run_id).data.metrics
+        }
+
+    @rank_zero_only
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        logged = getattr(self, "_logged_until", {})
+        new = {k: v for k, v in metrics.items() if k not in logged or (step or 0) > logged[k]}
+        if new:
+            super().log_metrics(new, step)
 
     @rank_zero_only
     def log_hyperparams(self, params: Any) -> None:

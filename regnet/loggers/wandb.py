@@ -6,7 +6,9 @@ run named after its directory, grouped by variant. With :mod:`regnet.loggers.res
 run id it started with (``logger_runs.json``) and W&B continues that run; a run trained from scratch gets a new
 id. The resolved config goes into the run's config, the test confusion matrix in as an image, and the run is
 finished when the regnet run ends (failed if it diverged or failed), so each run of a sweep is its own W&B run.
-Offline, W&B does not resume: each attempt is a directory of its own with the same run id.
+Offline, W&B does not resume: each attempt is a directory of its own with the same run id (``wandb sync``
+uploads them into that run). The steps the interrupted attempt logged after its checkpoint are logged again by
+the resumed one, with the same values (resume is deterministic).
 """
 
 from __future__ import annotations
