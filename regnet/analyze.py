@@ -3,13 +3,16 @@
 Finds every ``results.json`` below ``<dir>``, groups runs by (model, data, variant) and writes into
 ``<dir>/analysis/`` (or ``--out``):
 - ``accuracy.csv`` / ``accuracy.md``: n, mean, ci95 (Student t, n − 1 dof, sample std), std, min, max of test
-  accuracy in %, and Welch p-values against ``--baseline``; ``problems.csv``: failed, diverged, missing or
-  corrupt runs (listed, never fatal).
+  accuracy in %, and Welch p-values against ``--baseline``; ``problems.csv``: failed, diverged, invalid,
+  missing or corrupt runs, and completed runs whose model cannot be rebuilt (no checkpoint, no config: counted
+  in the accuracy table, skipped by everything else); listed, never fatal.
 - ``tv_planes.csv`` (one row per model, zoom and plane, with every parameter), ``tv.csv`` / ``tv.md``
   (mean ± 95 % CI over planes per model and zoom), ``planes_<run>.png`` (example planes) — unless
   ``--planes 0``.
 - ``robustness_runs.csv``, ``robustness.csv``, ``robustness_<attack>.png`` (accuracy vs ε per variant, 95 % CI
-  over seeds) and the mean ‖J‖_F — with ``--attacks``.
+  over seeds) and the mean ‖J‖_F — with ``--attacks``; attacks: fgsm, pgd, noise, autoattack (torchattacks'
+  standard AutoAttack), square (black-box). ``robustness_checks.csv`` (also under the table in
+  ``robustness.md``): the sanity checks against gradient masking, and the ``flag`` column where one fails.
 - ``runs/<run>/`` confusion matrix, top-k error, galleries, learning curves, singular values — with
   ``--diagnostics``.
 Every file is written atomically; with no runs below ``<dir>`` it exits with a one-line error and writes nothing.
@@ -26,11 +29,19 @@ import sys
 import tempfile
 from pathlib import Path
 
+from regnet.analysis.attacks import ATTACKS, SQUARE_QUERIES
 from regnet.results import write_atomic
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a bad argument in one line on stderr (no usage block), exit 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m regnet.analyze", description=__doc__.split("\n")[0])
+    p = OneLineParser(prog="python -m regnet.analyze", description=__doc__.split("\n")[0])
     p.add_argument("dir", type=Path, help="a run or sweep directory (searched recursively for results.json)")
     p.add_argument("--out", type=Path, default=None, help="output directory (default: <dir>/analysis)")
     p.add_argument("--baseline", default=None,
@@ -40,8 +51,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--resolution", type=int, default=250, help="grid points per axis")
     p.add_argument("--seed", type=int, default=0, help="seed for x0 and plane directions (identical planes for all models)")
     p.add_argument("--example-planes", type=int, default=3, help="planes per model drawn in planes_<run>.png")
-    p.add_argument("--attacks", action=argparse.BooleanOptionalAction, default=False, help="FGSM/PGD/noise curves and ‖J‖_F")
-    p.add_argument("--attack-list", nargs="+", default=["fgsm", "pgd", "noise"], choices=["fgsm", "pgd", "noise"])
+    p.add_argument("--attacks", action=argparse.BooleanOptionalAction, default=False,
+                   help="accuracy-vs-ε curves of the --attack-list, their sanity checks, and ‖J‖_F")
+    p.add_argument("--attack-list", nargs="+", default=["fgsm", "pgd", "noise"], choices=ATTACKS,
+                   help="autoattack (standard AutoAttack) and square (black-box) need torchattacks")
+    p.add_argument("--square-queries", type=int, default=SQUARE_QUERIES,
+                   help="queries of Square, alone and inside AutoAttack (5000: standard AutoAttack)")
     p.add_argument("--eps", type=float, nargs="+", default=[0.0, 0.05, 0.1, 0.2, 0.3], help="ε (pixel units, [0, 1])")
     p.add_argument("--pgd-steps", type=int, default=10)
     p.add_argument("--pgd-step-size", type=float, default=None, help="PGD step α in pixel units (default 2.5 ε / steps)")
@@ -73,6 +88,8 @@ def check_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--pgd-steps={args.pgd_steps} is invalid: use ≥ 1")
     if args.pgd_step_size is not None and not args.pgd_step_size > 0:
         raise ValueError(f"--pgd-step-size={args.pgd_step_size} is invalid: use a positive step (pixel units)")
+    if args.square_queries < 1:
+        raise ValueError(f"--square-queries={args.square_queries} is invalid: use ≥ 1")
     if args.example_planes < 0:
         raise ValueError(f"--example-planes={args.example_planes} is invalid: use ≥ 0")
     if args.device is not None:
@@ -100,9 +117,99 @@ def _csv_md(df, out: Path, name: str) -> None:
     write_atomic(out / f"{name}.md", to_markdown(df))
 
 
-def analyze(args: argparse.Namespace) -> Path:
+def _problem_lines(problems: list[dict]) -> list[str]:
+    return [f"- `{p['run_dir']}`: {p['status']} {p['reason']}".rstrip() for p in problems]
+
+
+def _accuracy_md(acc, sweep) -> str:
+    """The accuracy table, then the runs it leaves out and those it counts but could not analyse further."""
+    from regnet.analysis import UNLOADABLE, to_markdown
+
+    text = to_markdown(acc)
+    left_out = [p for p in sweep.problems if p["status"] != UNLOADABLE]
+    unloadable = [p for p in sweep.problems if p["status"] == UNLOADABLE]
+    if left_out:  # listed under the table too, so nobody reads n = 4 as "all five seeds"
+        text += "\nNot included:\n\n" + "\n".join(_problem_lines(left_out)) + "\n"
+    if unloadable:
+        text += "\nCounted, but no planes, attacks or diagnostics (the model cannot be rebuilt):\n\n"
+        text += "\n".join(_problem_lines(unloadable)) + "\n"
+    return text
+
+
+def _planes(args, sweep, stage: Path, cache_dir) -> None:
     from regnet import analysis as A
     from regnet.analysis import plots
+
+    records, images = A.tv_records(sweep, args.zooms, args.planes, args.resolution, args.seed, args.device,
+                                   args.data_root, keep_images=args.example_planes, verbose=True,
+                                   cache_dir=cache_dir)  # fmt: skip
+    if not len(records):
+        return
+    write_atomic(stage / "tv_planes.csv", records.to_csv(index=False))
+    tv = A.tv_table(records)
+    _csv_md(tv, stage, "tv")
+    _csv_md(A.tv_table(records, per="variant"), stage, "tv_variants")
+    print(A.to_markdown(tv[["model", "data", "variant", "seed", "zoom", "tv_isotr_boundary", "tv_isotr_boundary_ci95",
+                            "tv_aniso_boundary", "tv_aniso_boundary_ci95"]]))  # fmt: skip
+    for name, ims in images.items():
+        if ims:
+            plots.save_figure(plots.plot_planes(ims, name), stage / f"planes_{name}.png")
+
+
+def _attacks(args, sweep, stage: Path, cache_dir) -> None:
+    from regnet import analysis as A
+    from regnet.analysis import plots
+
+    rec = A.robustness_records(sweep, args.attack_list, args.eps, args.n_test, args.device, args.data_root,
+                               args.pgd_steps, args.seed, args.pgd_step_size, args.pgd_random_start,
+                               verbose=True, cache_dir=cache_dir, square_queries=args.square_queries)  # fmt: skip
+    if not len(rec):
+        return
+    write_atomic(stage / "robustness_runs.csv", rec.to_csv(index=False))
+    rob = A.robustness_table(rec)
+    checks = A.sanity_checks(rec)
+    write_atomic(stage / "robustness_checks.csv", checks.to_csv(index=False))
+    write_atomic(stage / "robustness.csv", rob.to_csv(index=False))
+    write_atomic(stage / "robustness.md", A.to_markdown(rob) + "\nSanity checks (regnet.analysis.checks):\n\n"
+                 + A.to_markdown(checks))  # fmt: skip
+    print(A.to_markdown(rob))
+    for c in checks[checks["status"] == "failed"].itertuples(index=False):
+        print(f"[regnet] sanity check {c.check} failed (gradient masking?): {c.model} {c.data} {c.variant}: {c.detail}")
+    for attack in args.attack_list:
+        d = rob[rob["attack"] == attack]
+        title = f"{attack}: accuracy vs ε (mean ± 95 % CI over seeds)"
+        plots.save_figure(plots.plot_curves(d, "eps", title), stage / f"robustness_{attack}.png")
+
+
+def _diagnostics(args, sweep, stage: Path) -> None:
+    from regnet import analysis as A
+
+    for run in sweep.models().itertuples(index=False):
+        try:
+            module, dm, _ = A.load_run(run.run_dir, args.device, args.data_root)
+        except A.UnloadableRunError as e:
+            sweep.skip(run.run_dir, str(e))
+            continue
+        name = f"{run.model}_{run.data}_{run.variant}_{run.seed}"
+        A.run_diagnostics(module, dm, run.run_dir, stage / "runs" / name, args.n_test)
+
+
+def _move_in(stage: Path, out: Path) -> None:
+    """Move the finished analysis from ``stage`` to ``out``: file by file (renames) if ``out`` exists, so
+    unrelated files there stay."""
+    if not out.exists():
+        stage.replace(out)
+        return
+    for f in stage.iterdir():
+        target = out / f.name
+        if target.is_dir() and f.is_dir():
+            shutil.rmtree(target)
+        f.replace(target)
+    shutil.rmtree(stage)
+
+
+def analyze(args: argparse.Namespace) -> Path:
+    from regnet import analysis as A
 
     check_args(args)
     sweep = A.find_runs(args.dir)
@@ -112,62 +219,34 @@ def analyze(args: argparse.Namespace) -> Path:
     cache_dir = out / "cache" if args.cache else None
     if not sweep.completed:
         raise A.NoRunsError(f"no completed runs below {args.dir}: " + "; ".join(f"{p['run_dir']} {p['status']}" for p in sweep.problems))
+    acc = A.accuracy_table(sweep, args.baseline)  # needs results.json only
+    print(A.to_markdown(acc))
+    for p in sweep.problems:
+        print(f"[regnet] {p['status']}: {p['run_dir']} {p['reason']}")
     # build everything in a temp dir next to ``out`` and move it in at the end: no partial analysis on failure
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     try:
-        acc = A.accuracy_table(sweep, args.baseline)
-        _csv_md(acc, stage, "accuracy")
-        if sweep.problems:  # listed under the table too, so nobody reads n = 4 as "all five seeds"
-            lines = [f"- `{p['run_dir']}`: {p['status']} {p['reason']}".rstrip() for p in sweep.problems]
-            write_atomic(stage / "accuracy.md", A.to_markdown(acc) + "\nNot included:\n\n" + "\n".join(lines) + "\n")
-        print(A.to_markdown(acc))
-        problems = sweep.problems_table()
-        write_atomic(stage / "problems.csv", problems.to_csv(index=False))
-        for p in sweep.problems:
-            print(f"[regnet] {p['status']}: {p['run_dir']} {p['reason']}")
         if args.planes:
-            records, images = A.tv_records(sweep, args.zooms, args.planes, args.resolution, args.seed, args.device,
-                                           args.data_root, keep_images=args.example_planes, verbose=True,
-                                           cache_dir=cache_dir)  # fmt: skip
-            write_atomic(stage / "tv_planes.csv", records.to_csv(index=False))
-            tv = A.tv_table(records)
-            _csv_md(tv, stage, "tv")
-            _csv_md(A.tv_table(records, per="variant"), stage, "tv_variants")
-            print(A.to_markdown(tv[["model", "data", "variant", "seed", "zoom", "tv_isotr_boundary", "tv_isotr_boundary_ci95",
-                                    "tv_aniso_boundary", "tv_aniso_boundary_ci95"]]))  # fmt: skip
-            for name, ims in images.items():
-                if ims:
-                    plots.save_figure(plots.plot_planes(ims, name), stage / f"planes_{name}.png")
+            _planes(args, sweep, stage, cache_dir)
         if args.attacks:
-            rec = A.robustness_records(sweep, args.attack_list, args.eps, args.n_test, args.device, args.data_root,
-                                       args.pgd_steps, args.seed, args.pgd_step_size, args.pgd_random_start,
-                                       verbose=True, cache_dir=cache_dir)  # fmt: skip
-            write_atomic(stage / "robustness_runs.csv", rec.to_csv(index=False))
-            rob = A.robustness_table(rec)
-            _csv_md(rob, stage, "robustness")
-            print(A.to_markdown(rob))
-            for attack in args.attack_list:
-                d = rob[rob["attack"] == attack]
-                title = f"{attack}: accuracy vs ε (mean ± 95 % CI over seeds)"
-                plots.save_figure(plots.plot_curves(d, "eps", title), stage / f"robustness_{attack}.png")
+            _attacks(args, sweep, stage, cache_dir)
         if args.diagnostics:
-            for run in sweep.table().itertuples(index=False):
-                module, dm, _ = A.load_run(run.run_dir, args.device, args.data_root)
-                name = f"{run.model}_{run.data}_{run.variant}_{run.seed}"
-                A.run_diagnostics(module, dm, run.run_dir, stage / "runs" / name, args.n_test)
-        if out.exists():
-            for f in stage.iterdir():  # replace files one by one (renames), keep unrelated files in out
-                target = out / f.name
-                if target.is_dir() and f.is_dir():
-                    shutil.rmtree(target)
-                f.replace(target)
-            shutil.rmtree(stage)
-        else:
-            stage.replace(out)
+            _diagnostics(args, sweep, stage)
+        _csv_md(acc, stage, "accuracy")
+        write_atomic(stage / "accuracy.md", _accuracy_md(acc, sweep))
+        write_atomic(stage / "problems.csv", sweep.problems_table().to_csv(index=False))
+        _move_in(stage, out)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
+    skipped = sweep.unloadable
+    for p in sweep.problems:
+        if p["status"] == A.UNLOADABLE:
+            print(f"[regnet] {p['status']}: {p['run_dir']} {p['reason']}")
+    if skipped:
+        print(f"[regnet] {len(skipped)} of {len(sweep.completed)} completed runs cannot be rebuilt: counted in the "
+              f"accuracy table, skipped for planes, attacks and diagnostics (reasons in {out / 'problems.csv'})")
     print(f"[regnet] analysis written to {out}")
     return out
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from regnet.errors import Diverged, one_line
 from regnet.hparams_search import objective_value
@@ -40,6 +40,7 @@ def run_job(train: Callable[[DictConfig, Path], dict[str, Any]], cfg: DictConfig
     share_cpu_cores(cfg, hydra_cfg)
     sweep = hydra_cfg.mode == RunMode.MULTIRUN
     try:
+        check_override_types(hydra_cfg)
         results = train(cfg, run_dir)
     except FAILED_DURING_TRAINING as err:
         if not sweep:  # exit here: Hydra would add a line of its own
@@ -56,6 +57,29 @@ def run_job(train: Callable[[DictConfig, Path], dict[str, Any]], cfg: DictConfig
         print(f"regnet: job {hydra_cfg.job.num} ({run_dir}): {message}", file=sys.stderr)
         raise InvalidJob(f"a sweep job had bad input: {message} (the other jobs ran; see each run's results.json)")
     return objective_value(cfg, results)  # metrics[cfg.objective], test/acc unless a search sets it
+
+
+def check_override_types(hydra_cfg) -> None:
+    """``key=abc`` where the config holds a number is one line naming the key, before anything runs (torch or
+    Lightning would say "'<' not supported between instances of 'str' and 'int'", or fail mid-training). The
+    defaults are read by composing the command without its string-valued overrides (only when it has any)."""
+    from hydra import compose
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(list(hydra_cfg.overrides.task))
+    groups = set(hydra_cfg.runtime.choices)
+    suspects = [o for o in parsed if o.key_or_group not in groups and not o.is_delete() and isinstance(o.value(), str)]
+    if not suspects:
+        return
+    try:
+        defaults = compose(config_name=hydra_cfg.job.config_name,
+                           overrides=[o.input_line for o in parsed if o not in suspects])
+    except Exception:  # no Hydra app here (some launchers' workers), or a composition the run itself reports
+        return
+    for o in suspects:
+        default = OmegaConf.select(defaults, o.key_or_group, default=None)
+        if isinstance(default, (int, float)) and not isinstance(default, bool):
+            raise ValueError(f"{o.key_or_group}={o.value()!r} is invalid: it must be a number (default {default!r})")
 
 
 def _exit(code: int, message: str) -> None:

@@ -44,7 +44,7 @@ def replacing(path: str | os.PathLike, mode: str = "w", **open_kwargs) -> Iterat
         raise
 
 
-def write_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (:func:`replacing`)."""
-    with replacing(path) as f:
+def write_atomic(path: str | os.PathLike, text: str | bytes) -> None:
+    """Write ``text`` (or bytes: a PNG, a torch.save) to ``path`` atomically (:func:`replacing`)."""
+    with replacing(path, "wb" if isinstance(text, bytes) else "w") as f:
         f.write(text)

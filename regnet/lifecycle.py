@@ -11,6 +11,7 @@
 - **One process per run.** The run holds a flock on ``<run dir>/.regnet-run.lock`` while it trains; a second
   process (the same command started twice, a requeued SLURM job) skips it. The kernel drops the lock when its
   holder dies, SIGKILL included, so a killed run never blocks its own resume.
+- **Clean up.** Temporary files of an atomic write that a kill cut short are removed once the lock is held.
 - **Skip completed.** A ``results.json`` that says ``completed`` is returned as is (``force=true`` retrains).
   An unreadable one is set aside as ``results.json.corrupt`` and the run trains again.
 - **Resume.** ``checkpoints/last.ckpt`` (unless ``force=true`` or ``ckpt_path=``); an unreadable one (a kill
@@ -101,6 +102,8 @@ class RunLifecycle:
                         "process has ended (it resumes or skips the run).", self.run_dir, pid)
             self.skipped = {"status": "running elsewhere", "run_dir": str(self.run_dir)}
             return self
+        for stray in self.run_dir.glob(".*.tmp"):  # an atomic write (results.json, error.txt) cut short by a kill
+            stray.unlink(missing_ok=True)
         done = read_or_set_aside(self.run_dir)
         if done and done.get("status") == "completed" and not self.cfg.force:
             log.info("%s is already completed (results.json); skipping. Use force=true to retrain.", self.run_dir)

@@ -1,7 +1,7 @@
 """Checks before training: bad input fails here with one line naming the key, before anything is written.
 
 Everything a run would otherwise trip over minutes later: a seed numpy cannot take, optimizer values that are
-not finite numbers, no epochs, missing or corrupt dataset files, a model that does not fit the data's shape or
+not finite numbers, no epochs, schedule settings the scheduler refuses, missing or corrupt dataset files, a model that does not fit the data's shape or
 number of classes, a ``ckpt_path`` that is not a checkpoint of this model.
 """
 
@@ -40,6 +40,18 @@ def check_trainer(trainer: DictConfig) -> None:
     if (epochs is None or epochs <= 0) and not (steps and steps > 0):
         raise ValueError(f"trainer.max_epochs={epochs!r} is invalid: it must be a positive integer "
                          "(or set trainer.max_steps > 0)")
+    clip = trainer.get("gradient_clip_val")
+    if clip is not None and not (math.isfinite(clip) and clip >= 0):
+        raise ValueError(f"trainer.gradient_clip_val={clip!r} is invalid: it must be a finite number ≥ 0 (or null)")
+    every = trainer.get("check_val_every_n_epoch")
+    if every is not None and every < 1:
+        raise ValueError(f"trainer.check_val_every_n_epoch={every!r} is invalid: it must be ≥ 1 (or null)")
+
+
+def check_scheduler(module: RegNetModule) -> None:
+    """The schedule's settings, on a throwaway optimizer: Lightning builds the real one only once fit starts."""
+    if module.scheduler_factory is not None:
+        module.scheduler_factory(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1), total_steps=1000)
 
 
 def check_checkpoint(path: str, module: RegNetModule) -> None:
@@ -87,6 +99,7 @@ def preflight(cfg: DictConfig, module: RegNetModule, datamodule) -> None:
     except ValueError as err:
         raise ValueError(f"optim: {err} (check optim.lr and the other optim.* values)") from None
     check_trainer(cfg.trainer)
+    check_scheduler(module)
     check_fits(cfg, module, datamodule)
     if cfg.ckpt_path is not None:
         check_checkpoint(str(cfg.ckpt_path), module)

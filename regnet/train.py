@@ -21,6 +21,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 
 from regnet.build import build
+from regnet.callbacks.checkpoint import fit_metrics
 from regnet.callbacks.divergence import DivergenceCheck
 from regnet.cli import run_job
 from regnet.errors import CONF
@@ -60,7 +61,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
 
         run.started(trainer, module, datamodule, resumed_from)
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}  # the last epoch's train/val
+        metrics = fit_metrics(trainer)  # the last epoch's train/val, also when fit resumed at its end
         for d in trainer.test(module, datamodule=datamodule, verbose=False):
             metrics.update({k: float(v) for k, v in d.items()})
         return run.completed(metrics)

@@ -59,6 +59,29 @@ def test_cli_on_fabricated_sweep_writes_tables_and_lists_problems(tmp_path, caps
     assert md.startswith("| model |") and "svb_0`: failed" in md
 
 
+def test_results_without_status_and_invalid_runs_are_problems_with_their_reason(tmp_path, capsys):
+    """A results.json without status is a problem row (it was counted nowhere and listed nowhere); a sweep job
+    refused for bad input leaves status ``invalid`` and its reason, which problems.csv repeats."""
+    fabricated(tmp_path)
+    (tmp_path / "l2_4").mkdir()
+    (tmp_path / "l2_4" / "results.json").write_text(json.dumps(
+        {"model": "lenet", "data": "mnist", "reg": [], "variant": "l2", "seed": 4, "test_acc": 0.5}))  # fmt: skip
+    (tmp_path / "l2_5").mkdir()
+    (tmp_path / "l2_5" / "results.json").write_text(json.dumps(
+        {"status": "invalid", "model": "lenet", "data": "mnist", "variant": "l2", "seed": 5, "test_acc": None,
+         "error": "data.batch_size=0 is invalid: it must be a positive integer"}))  # fmt: skip
+    sweep = find_runs(tmp_path)
+    status = {p["run_dir"].rsplit("/", 1)[-1]: (p["status"], p["reason"]) for p in sweep.problems}
+    assert status["l2_4"] == ("no_status", "results.json has no status")
+    assert status["l2_5"] == ("invalid", "data.batch_size=0 is invalid: it must be a positive integer")
+    assert accuracy_table(sweep).set_index("variant").loc["l2", "n"] == 3
+    assert main([str(tmp_path), "--planes", "0"]) == 0
+    problems = pd.read_csv(tmp_path / "analysis" / "problems.csv").set_index("status")
+    assert problems.loc["invalid", "reason"] == "data.batch_size=0 is invalid: it must be a positive integer"
+    assert "l2_4" in problems.loc["no_status", "run_dir"]
+    assert "data.batch_size=0 is invalid" in capsys.readouterr().out
+
+
 def test_no_runs_is_a_one_line_error_without_output(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main([str(tmp_path / "empty")]) != 0
@@ -83,6 +106,25 @@ def test_bad_arguments_are_one_line_errors(tmp_path, capsys, args, match):
     assert main([str(tmp_path), *args]) != 0
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and match in err
+    assert not (tmp_path / "analysis").exists()
+
+
+@pytest.mark.parametrize("args,match", [
+    (["--attacks", "--attack-list", "cw"], "argument --attack-list: invalid choice: 'cw' (choose from "),
+    (["--planes", "many"], "argument --planes: invalid int value: 'many'"),
+    (["--zooms"], "argument --zooms: expected at least one argument"),
+    (["--square-queries", "0"], "--square-queries=0 is invalid"),
+])  # fmt: skip
+def test_argument_errors_are_one_line_with_exit_2_and_write_nothing(tmp_path, capsys, args, match):
+    fabricated(tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        code = main([str(tmp_path), *args])
+        raise SystemExit(code)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and match in err, err
+    if "--attack-list" in args:  # the choices, quoted or not (the quotes differ between Python versions)
+        assert all(name in err for name in ("fgsm", "pgd", "noise", "autoattack", "square"))
     assert not (tmp_path / "analysis").exists()
 
 
@@ -184,6 +226,58 @@ def test_analyze_reuses_each_runs_saved_records_and_recomputes_when_anything_cha
     assert "[cached]" not in capsys.readouterr().err
 
 
+def test_a_run_whose_model_cannot_be_rebuilt_is_listed_and_skipped_never_fatal(tiny_sweep, tmp_path, capsys):
+    """Issue: a run whose checkpoints/ were deleted, or whose results.json has no config, ended the whole analysis
+    (exit 2, no accuracy.csv). Its accuracy needs only results.json; planes, attacks and diagnostics skip it."""
+    import shutil
+
+    sweep = tmp_path / "sweep"
+    shutil.copytree(tiny_sweep, sweep, ignore=shutil.ignore_patterns("out", "analysis"))
+    runs = sorted(p.parent for p in sweep.rglob("results.json"))
+    shutil.rmtree(runs[0] / "checkpoints")
+    shutil.rmtree(runs[1] / ".hydra")  # and no config in results.json
+    results = json.loads((runs[1] / "results.json").read_text())
+    results.pop("config", None)
+    (runs[1] / "results.json").write_text(json.dumps(results))
+    (runs[2] / "checkpoints" / "last.ckpt").write_bytes(b"truncated")  # found out only when loading
+    argv = [str(sweep), "--planes", "1", "--zooms", "0.1", "--resolution", "8", "--attacks", "--attack-list", "fgsm",
+            "--eps", "0", "0.1", "--n-test", "8", "--diagnostics"]  # fmt: skip
+    assert main(argv) == 0
+    out = sweep / "analysis"
+    assert pd.read_csv(out / "accuracy.csv")["n"].sum() == 4
+    problems = pd.read_csv(out / "problems.csv").set_index("run_dir")
+    assert (problems["status"] == "unloadable").all() and len(problems) == 3
+    assert "checkpoints/last.ckpt is missing" in problems.loc[str(runs[0]), "reason"]
+    assert "neither .hydra/config.yaml nor a config" in problems.loc[str(runs[1]), "reason"]
+    assert "cannot be loaded" in problems.loc[str(runs[2]), "reason"]
+    assert set(pd.read_csv(out / "tv_planes.csv")["run_dir"]) == {str(runs[3])}
+    assert set(pd.read_csv(out / "robustness_runs.csv")["run_dir"]) == {str(runs[3])}
+    assert len(list((out / "runs").iterdir())) == 1
+    printed = capsys.readouterr().out
+    assert "[regnet] 3 of 4 completed runs cannot be rebuilt: counted in the accuracy table, skipped" in printed
+    assert "Counted, but no planes, attacks or diagnostics" in (out / "accuracy.md").read_text()
+
+
+def test_analyze_runs_autoattack_and_square_with_their_sanity_checks(tiny_sweep, tmp_path, capsys):
+    out = tmp_path / "analysis"
+    argv = [str(tiny_sweep), "--out", str(out), "--planes", "0", "--attacks", "--attack-list", "pgd", "autoattack",
+            "square", "--eps", "0", "0.3", "0.5", "--n-test", "8", "--pgd-steps", "2", "--square-queries", "10"]  # fmt: skip
+    assert main(argv) == 0
+    rob = pd.read_csv(out / "robustness.csv", keep_default_na=False)
+    assert {"pgd", "autoattack", "square", "jacobian_fro"} == set(rob["attack"]) and "flag" in rob
+    runs = pd.read_csv(out / "robustness_runs.csv")
+    aa = runs[runs.attack == "autoattack"].set_index(["run_dir", "eps"])["acc"]
+    pgd = runs[runs.attack == "pgd"].set_index(["run_dir", "eps"])["acc"]
+    assert (aa <= pgd + 100 / 8).all()  # the stronger attack (one image of slack: PGD's random start)
+    assert (runs[runs.eps == 0.5]["acc_bound"].dropna() <= 100).all() and (runs.queries.dropna() == 10).all()
+    checks = pd.read_csv(out / "robustness_checks.csv")
+    assert set(checks["check"]) == {"rises_with_eps", "above_bound", "black_box_stronger"}
+    assert set(checks["status"]) <= {"passed", "failed"} and len(checks) == 2 * 3  # two variants, every check made
+    assert "Sanity checks" in (out / "robustness.md").read_text()
+    for name in ("robustness_autoattack.png", "robustness_square.png"):
+        assert (out / name).is_file()
+
+
 def test_learning_curves_show_each_penalty_next_to_losses_and_accuracies():
     from regnet.analysis.diagnostics import curve_columns
 
@@ -192,3 +286,69 @@ def test_learning_curves_show_each_penalty_next_to_losses_and_accuracies():
                                 "train/jacobian", "train/loss", "val/acc"])  # fmt: skip
     assert curve_columns(log) == ["lr-SGD", "test/acc", "test/loss", "train/acc", "train/data_loss",
                                   "train/jacobian", "train/loss", "val/acc"]  # fmt: skip
+
+
+def _imports(path):
+    import ast
+
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_analysis_never_imports_training_and_the_confusion_callback_never_imports_analysis():
+    from pathlib import Path
+
+    import regnet
+
+    pkg = Path(regnet.__file__).parent
+    for f in [*(pkg / "analysis").glob("*.py"), pkg / "analyze.py"]:
+        assert not {n for n in _imports(f) if n == "regnet.train" or n.startswith("regnet.train.")}, f
+    for f in [*(pkg / "callbacks").glob("*.py"), pkg / "confusion.py", pkg / "plotting.py"]:
+        assert not {n for n in _imports(f) if n.startswith("regnet.analysis")}, f
+
+
+def test_one_confusion_matrix_counts_and_writes_for_the_callback_and_the_diagnostics(tmp_path):
+    from regnet.analysis import confusion_matrix
+    from regnet.confusion import write_confusion_matrix
+
+    logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 3.0, 0.0], [0.0, 3.0, 0.0], [1.0, 0.0, 0.0]])
+    cm = confusion_matrix(logits, torch.tensor([0, 1, 2, 2]), 3)
+    assert cm.tolist() == [[1, 0, 0], [0, 1, 0], [1, 1, 0]]  # rows: true class, columns: predicted
+    write_confusion_matrix(cm, tmp_path / "run")
+    assert pd.read_csv(tmp_path / "run" / "confusion_matrix.csv", index_col=0).to_numpy().tolist() == cm.tolist()
+    assert (tmp_path / "run" / "confusion_matrix.png").stat().st_size > 0
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["confusion_matrix.csv", "confusion_matrix.png"]
+
+
+def test_one_normalisation_for_uint8_and_float_pixels_used_by_the_datamodule():
+    from regnet.analysis import PixelModel
+    from regnet.data.base import normalize
+    from regnet.data.mnist import MNIST
+
+    pixels = torch.tensor([0, 51, 255], dtype=torch.uint8).view(1, 1, 1, 3)
+    expected = torch.tensor([-2.0, -1.0, 3.0]).view(1, 1, 1, 3)  # (x/255 − 0.4) / 0.2
+    assert torch.allclose(normalize(pixels, [0.4], [0.2]), expected)
+    assert torch.allclose(normalize(pixels.float() / 255, (0.4,), torch.tensor([0.2])), expected)
+    dm = MNIST(root="unused", mean=[0.4], std=[0.2])
+    dm._mean, dm._std = torch.tensor([0.4]).view(1, -1, 1, 1), torch.tensor([0.2]).view(1, -1, 1, 1)
+    assert torch.allclose(dm.normalize(pixels), expected)
+    assert torch.allclose(PixelModel(torch.nn.Identity(), [0.4], [0.2])(pixels.float() / 255), expected)
+
+
+def test_singular_values_are_those_of_the_weight_matrices_a_regularizer_sees():
+    from regnet.analysis import singular_values
+    from regnet.models.common import device_of
+    from regnet.regularizers.base import weight_matrices
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Flatten(),
+                                torch.nn.Linear(4, 2))  # fmt: skip
+    svs = singular_values(model)
+    assert list(svs) == [name for name, _, _ in weight_matrices(model)] == ["0", "3"]
+    assert svs["0"].shape == (4,) and svs["3"] == pytest.approx(torch.linalg.svdvals(model[3].weight.detach()).numpy())
+    assert device_of(model) == torch.device("cpu") and device_of(torch.nn.ReLU(), "meta") == torch.device("meta")

@@ -76,3 +76,99 @@ def test_jacobian_norm_is_exact():
     half_mean_sq = jacobian_penalty(xr, net(xr), n_proj=-1)
     norms = jacobian_norms(net, xr.detach())
     assert float(half_mean_sq.detach()) == pytest.approx(0.5 * float((norms**2).mean()), rel=1e-4)
+
+
+def linear_optimum(model, x, y, eps, weight):
+    """Accuracy (fraction) left by the best L∞ attack on a linear model (no clamping active): an image stays
+    correct iff every margin z_y − z_k exceeds ε ‖w_y − w_k‖₁."""
+    with torch.no_grad():
+        z = model(x)
+    ok = torch.ones(len(x), dtype=torch.bool)
+    for k in range(z.shape[1]):
+        margin = z.gather(1, y[:, None]).squeeze(1) - z[:, k] - eps * (weight[y] - weight[k]).abs().sum(1)
+        ok &= (margin > 0) | (y == k)
+    return float(ok.float().mean())
+
+
+def test_autoattack_reaches_the_linear_optimum_in_pixel_units():
+    """torchattacks' standard AutoAttack through the run's normalisation: on a linear model it finds every image
+    the optimal attack of L∞ radius ε *in pixels* can flip, no more (were ε in normalised units, it would flip
+    fewer); Square stays in the ε-ball and is not stronger."""
+    from regnet.analysis import autoattack, square
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(12, 4))
+    pix = PixelModel(net, [0.5], [0.25]).eval()  # pixel weights are net's / 0.25
+    x = 0.3 + 0.4 * torch.rand(16, 1, 3, 4, generator=torch.Generator().manual_seed(1))  # far from 0 and 1
+    with torch.no_grad():
+        y = pix(x).argmax(1)
+    eps = 0.03
+    expected = linear_optimum(pix, x, y, eps, net[1].weight.detach() / 0.25)
+    assert 0 < expected < 1
+    rows = attack_accuracy(pix, x, y, "autoattack", [0.0, eps], square_queries=20)
+    assert [r["acc"] for r in rows] == [1.0, pytest.approx(expected)]
+    assert rows[1]["queries"] == 20 and rows[1]["acc_bound"] == 1.0  # no bound below ε = 0.5
+    adv = square(pix, x, y, eps, n_queries=20)
+    assert (adv - x).abs().max() <= eps + 1e-6
+    with torch.no_grad():
+        assert float((pix(adv).argmax(1) == y).float().mean()) >= expected  # a black-box attack cannot beat the optimum
+    with pytest.raises(ValueError, match="autoattack needs ≥ 4 classes"):
+        autoattack(linear(classes=3), x, y % 3, eps, n_classes=3)
+
+
+def test_accuracy_bound_at_half_a_pixel_range_is_the_grey_images_class_share():
+    from regnet.analysis import accuracy_bound
+
+    model = linear(classes=2)
+    x = torch.rand(10, 1, 3, 4)
+    y = torch.tensor([0, 0, 0, 1, 1, 1, 1, 1, 1, 1])
+    grey = int(model(torch.full((1, 1, 3, 4), 0.5)).argmax(1))
+    assert accuracy_bound(model, x, y, 0.49) == 1.0
+    assert accuracy_bound(model, x, y, 0.5) == pytest.approx(0.3 if grey == 0 else 0.7)
+
+
+def records(rows):
+    import pandas as pd
+
+    base = {"model": "lenet", "data": "mnist", "variant": "l2", "seed": 0, "run_dir": "r0", "n_test": 100}
+    return pd.DataFrame([base | dict(zip(("attack", "eps", "acc", "acc_bound"), r)) for r in rows])
+
+
+def test_sanity_checks_flag_the_signs_of_gradient_masking():
+    """Accuracy that rises with ε, stays above the bound at ε ≥ 0.5, or a black-box attack that beats the
+    gradient attacks: each is flagged on its row; a healthy evaluation has no flag."""
+    from regnet.analysis import robustness_table, sanity_checks, sanity_flags
+
+    healthy = records([("pgd", 0.0, 98.0, 100.0), ("pgd", 0.1, 40.0, 100.0), ("pgd", 0.5, 0.0, 11.0),
+                       ("square", 0.1, 40.5, 100.0), ("square", 0.5, 5.0, 11.0), ("noise", 0.5, 90.0, None)])
+    assert (sanity_flags(healthy) == "").all()
+    assert set(sanity_checks(healthy)["status"]) == {"passed"}
+    masked = records([("pgd", 0.0, 98.0, 100.0), ("pgd", 0.1, 40.0, 100.0), ("pgd", 0.3, 60.0, 100.0),
+                      ("pgd", 0.5, 50.0, 11.0), ("square", 0.1, 10.0, 100.0)])
+    flags = sanity_flags(masked)
+    assert list(flags) == ["", "", "rises_with_eps", "above_bound;rises_with_eps", "black_box_stronger"]
+    checks = sanity_checks(masked).set_index("check")
+    assert (checks["status"] == "failed").all()
+    assert checks.loc["black_box_stronger", "detail"] == "square ε=0.1 seed 0: 10.0 %"
+    table = robustness_table(masked.assign(flag=flags)).set_index(["attack", "eps"])
+    assert table.loc[("pgd", 0.5), "flag"] == "above_bound (seed 0); rises_with_eps (seed 0)"
+    assert table.loc[("pgd", 0.1), "flag"] == ""
+    only_pgd = sanity_checks(records([("pgd", 0.0, 98.0, 100.0), ("pgd", 0.1, 40.0, 100.0)])).set_index("check")
+    assert only_pgd.loc["black_box_stronger", "status"] == "not run"  # the table says which checks it could not make
+    assert only_pgd.loc["above_bound", "detail"] == "needs an ε ≥ 0.5 in --eps"
+
+
+def test_exact_jacobian_norms_per_sample_are_the_regularizers_and_differentiable():
+    from regnet.regularizers.jacobian import jacobian_sq_norms
+
+    torch.manual_seed(0)
+    model = linear(classes=3)
+    x = torch.rand(5, 1, 3, 4, requires_grad=True)
+    sq = jacobian_sq_norms(x, model(x))
+    assert torch.allclose(sq, model[1].weight.norm().pow(2).expand(5), atol=1e-5)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(12, 8), nn.Tanh(), nn.Linear(8, 4))
+    sq = jacobian_sq_norms(x, net(x), create_graph=True)
+    exact = float(jacobian_penalty(x, net(x), n_proj=-1).detach())
+    assert float(sq.detach().mean() / 2) == pytest.approx(exact, rel=1e-5)
+    sq.sum().backward()  # differentiable w.r.t. the weights (double backprop)
+    assert net[1].weight.grad is not None and net[1].weight.grad.abs().sum() > 0

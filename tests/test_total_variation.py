@@ -39,6 +39,16 @@ def test_checkerboard():
     assert total_variation(torch.zeros(5, 5, dtype=torch.long)) == 0
 
 
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64])
+def test_label_differences_do_not_wrap_around_in_small_integer_types(dtype):
+    """uint8 arithmetic wraps (0 − 9 = 247): the differences are taken in int64, whatever the label dtype."""
+    img = torch.tensor([[0, 9], [9, 0]], dtype=dtype)
+    assert total_variation(img, "anisotropic", "labels") == 36
+    assert total_variation(img, "isotropic", "labels") == pytest.approx(9 * math.sqrt(2))
+    assert total_variation(img, "anisotropic", "boundary") == 4
+    assert total_variation(torch.tensor([[True, False]]), "anisotropic", "labels") == 1  # bool: no subtraction error
+
+
 def test_boundary_mode_is_invariant_to_label_permutation():
     g = torch.Generator().manual_seed(0)
     img = torch.randint(0, 10, (20, 20), generator=g)

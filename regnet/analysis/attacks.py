@@ -1,11 +1,20 @@
-"""Robustness: FGSM, PGD (L∞) and Gaussian-noise accuracy in pixel space, and the input–output Jacobian norm.
+"""Robustness: FGSM, PGD, AutoAttack, Square (L∞) and Gaussian-noise accuracy in pixel space, and the
+input–output Jacobian norm.
 
 Attacks work on images in pixel units [0, 1]: the model is wrapped with the run's normalisation
 (``PixelModel``), ε is an L∞ radius in pixel units, and every adversarial image is clamped to [0, 1].
 - FGSM (Goodfellow et al. 2015, Eq. 3):  x' = clip(x + ε · sign ∇ₓ L(f(x), y))
 - PGD (Madry et al. 2017, Eq. 2): from a uniform random start in the ε-ball (optional), ``steps`` times
   x ← Π_{ε-ball ∩ [0,1]}(x + α · sign ∇ₓ L)
+- AutoAttack (Croce & Hein 2020, "Reliable evaluation of adversarial robustness with an ensemble of diverse
+  parameter-free attacks"): torchattacks' standard version, APGD-CE, APGD-T (DLR loss), FAB-T and Square run in
+  turn, each on the images the previous ones left correctly classified. Needs ≥ 4 classes (the DLR loss).
+- Square (Andriushchenko et al. 2020): torchattacks' score-based black-box random search, ``n_queries`` model
+  calls per image. A black-box attack that beats the gradient attacks signals gradient masking
+  (:mod:`regnet.analysis.checks`).
 - Gaussian noise: x' = clip(x + σ · N(0, I)), σ in pixel units.
+
+AutoAttack and Square come from the optional ``torchattacks`` (``pip install regnet[attacks]``).
 """
 
 from __future__ import annotations
@@ -17,8 +26,20 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from regnet.analysis.device import full_fp32
+from regnet.data.base import normalize
+from regnet.models.common import device_of
+from regnet.regularizers.jacobian import jacobian_sq_norms
 
-ATTACKS = ("fgsm", "pgd", "noise")
+ATTACKS = ("fgsm", "pgd", "noise", "autoattack", "square")
+SQUARE_QUERIES = 5000  # the budget of Square in standard AutoAttack (Croce & Hein 2020)
+
+
+def _torchattacks():
+    try:
+        import torchattacks
+    except ImportError:
+        raise ValueError("autoattack and square need torchattacks: pip install 'regnet[attacks]'") from None
+    return torchattacks
 
 
 class PixelModel(nn.Module):
@@ -31,7 +52,7 @@ class PixelModel(nn.Module):
         self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1))
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.model((x - self.mean) / self.std)
+        return self.model(normalize(x, self.mean, self.std))
 
 
 def _input_grad(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
@@ -68,6 +89,33 @@ def pgd(
     return x_adv
 
 
+def autoattack(
+    model: nn.Module, x: Tensor, y: Tensor, eps: float, n_classes: int, seed: int = 0,
+    square_queries: int = SQUARE_QUERIES,
+) -> Tensor:
+    """torchattacks' standard L∞ AutoAttack (APGD-CE, APGD-T, FAB-T, Square) of radius ε (pixel units) on
+    ``model`` (pixel space); x (N, C, H, W) in [0, 1]. ``square_queries`` below 5000 makes a cheaper, no
+    longer standard, evaluation (for tests)."""
+    if eps == 0:
+        return x.clone()
+    if n_classes < 4:
+        raise ValueError(f"autoattack needs ≥ 4 classes (its APGD-T uses the DLR loss); this model has {n_classes}")
+    ta = _torchattacks()
+    attack = ta.AutoAttack(model, norm="Linf", eps=eps, version="standard", n_classes=n_classes, seed=seed)
+    for member in attack._autoattack.attacks:  # the ensemble torchattacks built; Square's budget is its only knob
+        if isinstance(member, ta.Square):
+            member.n_queries = square_queries
+    return attack(x, y).detach()
+
+
+def square(model: nn.Module, x: Tensor, y: Tensor, eps: float, seed: int = 0, n_queries: int = SQUARE_QUERIES) -> Tensor:
+    """torchattacks' Square attack (L∞, margin loss, one restart): a black-box attack that only reads logits."""
+    if eps == 0:
+        return x.clone()
+    attack = _torchattacks().Square(model, norm="Linf", eps=eps, n_queries=n_queries, n_restarts=1, seed=seed)
+    return attack(x, y).detach()
+
+
 def gaussian_noise(x: Tensor, sigma: float, generator: torch.Generator | None = None) -> Tensor:
     noise = torch.randn(x.shape, generator=generator, device="cpu").to(x.device)
     return (x + sigma * noise).clamp(0.0, 1.0)
@@ -82,13 +130,19 @@ def accuracy(model: nn.Module, x: Tensor, y: Tensor) -> float:
 def attack_accuracy(
     model: nn.Module, x: Tensor, y: Tensor, attack: str, eps_list: Sequence[float], batch_size: int = 500,
     seed: int = 0, pgd_steps: int = 10, pgd_step_size: float | None = None, pgd_random_start: bool = True,
+    square_queries: int = SQUARE_QUERIES,
 ) -> list[dict]:
-    """Accuracy (fraction) of ``model`` (pixel space) on (x, y) under ``attack`` for each ε."""
+    """Accuracy (fraction) of ``model`` (pixel space) on (x, y) under ``attack`` for each ε.
+
+    Each row also holds ``acc_bound``, the accuracy no attack can be kept above at that ε (see
+    :func:`accuracy_bound`), for the sanity checks of :mod:`regnet.analysis.checks`."""
     if attack not in ATTACKS:
         raise ValueError(f"attack={attack!r} is unknown: use one of {list(ATTACKS)}")
     model.eval()
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    device = device_of(model)
     g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        n_classes = model(x[:1].to(device)).shape[-1]
     rows = []
     for eps in eps_list:
         if eps < 0:
@@ -100,6 +154,10 @@ def attack_accuracy(
                 xb = fgsm(model, xb, yb, eps)
             elif attack == "pgd":
                 xb = pgd(model, xb, yb, eps, pgd_step_size, pgd_steps, pgd_random_start, generator=g)
+            elif attack == "autoattack":
+                xb = autoattack(model, xb, yb, eps, n_classes, seed, square_queries)
+            elif attack == "square":
+                xb = square(model, xb, yb, eps, seed, square_queries)
             else:
                 xb = gaussian_noise(xb, eps, g)
             with torch.no_grad():
@@ -108,26 +166,36 @@ def attack_accuracy(
                      "steps": pgd_steps if attack == "pgd" else None,
                      "step_size": (pgd_step_size or 2.5 * eps / pgd_steps) if attack == "pgd" else None,
                      "random_start": pgd_random_start if attack == "pgd" else None,
+                     "queries": square_queries if attack in ("autoattack", "square") else None,
+                     "acc_bound": accuracy_bound(model, x, y, eps) if attack != "noise" else None,
                      "n_test": len(x)})  # fmt: skip
     return rows
 
 
+@torch.no_grad()
+def accuracy_bound(model: nn.Module, x: Tensor, y: Tensor, eps: float) -> float:
+    """The highest accuracy (fraction) an L∞ attack of radius ε may leave on (x, y) if it works.
+
+    For ε ≥ 0.5 every ε-ball around an image in [0, 1] holds the all-grey image (every pixel 0.5): sending
+    every image there leaves correct only the images of the class the model gives that grey image. Below 0.5
+    there is no such bound (1)."""
+    if eps < 0.5:
+        return 1.0
+    device = device_of(model)
+    grey_class = int(model(torch.full_like(x[:1], 0.5).to(device)).argmax(-1))
+    return float((y == grey_class).float().mean())
+
+
 @full_fp32()
 def jacobian_norms(model: nn.Module, x: Tensor, batch_size: int = 256) -> Tensor:
-    """Exact per-sample Frobenius norms ‖J(x)‖_F of the logits w.r.t. the model's input, (N,).
-
-    One backward pass per class (Hoffman et al. 2019, Sec. 2: ‖J‖²_F = Σ_c ‖∂z_c/∂x‖²); their mean is the number
-    Hoffman 2019 reports. ``regnet.regularizers.jacobian_penalty(x, z, n_proj=-1)`` equals ½·mean ‖J‖²_F."""
+    """Exact per-sample Frobenius norms ‖J(x)‖_F of the logits w.r.t. the model's input, (N,), by the
+    regularizer's own :func:`regnet.regularizers.jacobian.jacobian_sq_norms`; their mean is the number Hoffman
+    2019 reports. ``regnet.regularizers.jacobian_penalty(x, z, n_proj=-1)`` equals ½·mean ‖J‖²_F."""
     model.eval()
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    device = device_of(model)
     out = []
     for start in range(0, len(x), batch_size):
         with torch.enable_grad():
             xb = x[start:start + batch_size].to(device).detach().requires_grad_(True)
-            z = model(xb)  # (B, C)
-            sq = torch.zeros(len(xb), device=device)
-            for c in range(z.shape[1]):
-                (g,) = torch.autograd.grad(z[:, c].sum(), xb, retain_graph=c < z.shape[1] - 1)
-                sq += g.flatten(1).pow(2).sum(1)
-        out.append(sq.sqrt().detach().cpu())
+            out.append(jacobian_sq_norms(xb, model(xb)).sqrt().detach().cpu())
     return torch.cat(out)

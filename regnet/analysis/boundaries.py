@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from regnet.analysis.device import full_fp32
 from regnet.analysis.plane_net import ChainModel
 from regnet.analysis.total_variation import boundary_length, total_variation
+from regnet.models.common import device_of
 
 DEFAULT_ZOOMS = (0.025, 0.01, 0.001)
 DEFAULT_RESOLUTION = 250
@@ -113,7 +114,7 @@ def decision_plane(
     ``batch_size``: grid points per forward pass (default 1,024 on CPU, 16,384 on a GPU). ``chain``:
     ``ChainModel.parse(model)``, when the caller evaluates many planes of one model."""
     axis = grid_axis(zoom, resolution)
-    device = next((p.device for p in model.parameters()), x0.device)
+    device = device_of(model, x0.device)
     batch_size = batch_size or (CPU_BATCH if device.type == "cpu" else GPU_BATCH)
     x0, v1, v2 = (t.to(device=device, dtype=torch.float32) for t in (x0, v1, v2))
     chain = (chain or ChainModel.parse(model)) if fast else None
@@ -204,7 +205,7 @@ def boundary_records(
     if n_planes < 1:
         raise ValueError(f"planes={n_planes!r} is invalid: it must be ≥ 1")
     model.eval()
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    device = device_of(model)
     chain = ChainModel.parse(model)
     records, images = [], []
     for p, (idx, v1, v2) in enumerate(sample_planes(inputs, n_planes, seed)):

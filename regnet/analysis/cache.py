@@ -4,7 +4,7 @@ The decision planes of 30 LeNets take ~50 min on a 2-core CPU (ResNet-18s much l
 saved as soon as they are computed. The key holds the run (its path below the sweep, its checkpoint's size and
 modification time) and every parameter the records depend on. A later call with the same key loads the records
 instead of recomputing them: after Ctrl-C or a preempted job, or when seeds are added to a sweep. A retrained
-run (new checkpoint) or different settings give a new key. Files are written atomically (temp file + rename);
+run (new checkpoint) or different settings give a new key. Files are written atomically (``write_atomic``);
 one that cannot be read is recomputed. The key also holds regnet's version, so an upgrade recomputes; bump
 ``VERSION`` when the meaning of a record changes between releases.
 """
@@ -12,8 +12,8 @@ one that cannot be read is recomputed. The key also holds regnet's version, so a
 from __future__ import annotations
 
 import hashlib
+import io
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import torch
 
 from regnet import __version__
-from regnet.results import LAST_CHECKPOINT, temp_beside
+from regnet.results import LAST_CHECKPOINT, write_atomic
 
 VERSION = 1
 T = TypeVar("T")
@@ -56,13 +56,7 @@ def cached(cache_dir: str | Path | None, kind: str, key: dict[str, Any], compute
         except Exception:  # noqa: BLE001 — unreadable or foreign file: recompute and overwrite it
             pass
     value = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = temp_beside(path)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"key": text, "value": value}, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buffer = io.BytesIO()
+    torch.save({"key": text, "value": value}, buffer)
+    write_atomic(path, buffer.getvalue())
     return value, False

@@ -12,13 +12,11 @@ from torch import Tensor, nn
 
 from regnet.analysis import plots
 from regnet.analysis.device import full_fp32
-
-
-def confusion_matrix(logits: Tensor, targets: Tensor, num_classes: int) -> np.ndarray:
-    """(num_classes, num_classes) counts, rows = true class, columns = predicted."""
-    pred = logits.argmax(-1)
-    idx = targets.long() * num_classes + pred.long()
-    return torch.bincount(idx.cpu(), minlength=num_classes**2).view(num_classes, num_classes).numpy()
+from regnet.confusion import confusion_matrix, write_confusion_matrix
+from regnet.data.base import normalize
+from regnet.models.common import device_of
+from regnet.regularizers.base import weight_matrices
+from regnet.results import write_atomic
 
 
 def topk_error(logits: Tensor, targets: Tensor, k: int = 1) -> float:
@@ -60,12 +58,9 @@ def curve_columns(curves: pd.DataFrame) -> list[str]:
 
 
 def singular_values(model: nn.Module) -> dict[str, np.ndarray]:
-    """Singular values per weight matrix; conv weights reshaped to out × (in·k·k) as SVB treats them."""
-    out = {}
-    for name, p in model.named_parameters():
-        if p.dim() >= 2:
-            out[name] = torch.linalg.svdvals(p.detach().float().cpu().reshape(p.shape[0], -1)).numpy()
-    return out
+    """Singular values of every weight matrix a regularizer sees (``regnet.regularizers.base.weight_matrices``:
+    conv weights as out × (in·k·k), as SVB treats them), by module name."""
+    return {name: torch.linalg.svdvals(w.detach().float().cpu()).numpy() for name, _, w in weight_matrices(model)}
 
 
 @full_fp32()
@@ -73,18 +68,14 @@ def singular_values(model: nn.Module) -> dict[str, np.ndarray]:
 def run_diagnostics(module, datamodule, run_dir: str | Path, out: str | Path, n_test: int | None = None) -> dict:
     """Write confusion matrix (CSV+PNG), top-k errors, galleries, learning curves and SV histograms to ``out``."""
     from regnet.analysis.runs import test_inputs
-    from regnet.results import write_atomic
 
     out = Path(out)
     x, y = test_inputs(datamodule, n_test)
-    device = next(module.parameters()).device
-    mean = torch.tensor(datamodule.mean).view(1, -1, 1, 1)
-    std = torch.tensor(datamodule.std).view(1, -1, 1, 1)
-    logits = torch.cat([module.model(((x[i:i + 500] - mean) / std).to(device)).cpu() for i in range(0, len(x), 500)])
+    device = device_of(module)
+    logits = torch.cat([module.model(normalize(x[i:i + 500], datamodule.mean, datamodule.std).to(device)).cpu()
+                        for i in range(0, len(x), 500)])  # fmt: skip
     c = logits.shape[-1]
-    cm = confusion_matrix(logits, y, c)
-    write_atomic(out / "confusion_matrix.csv", pd.DataFrame(cm).to_csv())
-    plots.save_figure(plots.plot_matrix(cm), out / "confusion_matrix.png")
+    write_confusion_matrix(confusion_matrix(logits, y, c), out)
     summary = {f"top{k}_error": topk_error(logits, y, k) for k in (1, 3, 5) if k <= c}
     for name, idx in confidence_gallery(logits, y).items():
         probs = logits[idx].softmax(-1)

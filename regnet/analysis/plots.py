@@ -1,44 +1,21 @@
-"""Figures, each written atomically: rendered to a temp file, then renamed.
+"""The analysis figures: decision planes, accuracy-vs-ε curves, panel grids and image galleries.
 
-Figures are built with matplotlib's object API (``matplotlib.figure.Figure``), never through pyplot: no
-backend is chosen or needed (headless runs just work), nothing is left open in a notebook, and a notebook
-shows a figure with ``display(fig)`` after ``%matplotlib inline``."""
+Built like every regnet figure (:mod:`regnet.plotting`: matplotlib's object API, no pyplot) and saved with its
+``save_figure`` (atomic); ``subplots``, ``save_figure`` and ``plot_matrix`` are importable from here too."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from matplotlib import colormaps
 from matplotlib.colors import ListedColormap
-from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from regnet.results import temp_beside
+from regnet.plotting import plot_matrix, save_figure, subplots
 
-
-def subplots(nrows: int = 1, ncols: int = 1, figsize: tuple[float, float] = (5, 3.5), squeeze: bool = True):
-    """(figure, axes) like ``pyplot.subplots``, without pyplot."""
-    fig = Figure(figsize=figsize)
-    return fig, fig.subplots(nrows, ncols, squeeze=squeeze)
-
-
-def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
-    """Save ``fig`` as PNG to ``path`` atomically (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = temp_beside(path, suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+__all__ = ["panel_grid", "plot_curves", "plot_gallery", "plot_matrix", "plot_planes", "save_figure", "subplots"]
 
 
 def plot_planes(images: list[dict], title: str, class_names: Sequence[str] | None = None):
@@ -91,22 +68,6 @@ def plot_curves(df: pd.DataFrame, x: str, title: str, ylabel: str = "accuracy (%
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
-    return fig
-
-
-def plot_matrix(matrix: np.ndarray, title: str = "confusion matrix"):
-    """Confusion matrix, rows = true class, columns = predicted class."""
-    n = len(matrix)
-    side = min(max(4, n * 0.45), 12)  # 100 classes: 12 inches, no numbers in the cells
-    fig, ax = subplots(figsize=(side, side))
-    ax.imshow(matrix, cmap="Blues")
-    if n <= 20:
-        for i in range(n):
-            for j in range(n):
-                ax.text(j, i, int(matrix[i, j]), ha="center", va="center", fontsize=7)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title)
     return fig
 
 

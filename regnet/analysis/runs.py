@@ -1,9 +1,16 @@
 """Find runs below a directory and load a trained run back (model, data, results).
 
 A run directory holds ``results.json`` (regnet/results.py) when training ended, ``.hydra/config.yaml``
-(the composed config), ``checkpoints/last.ckpt`` and ``metrics.csv``. A directory with a Hydra config but no
-``results.json`` is a *missing* run (crashed, killed or still running); ``status`` other than ``completed``
-(``diverged``, ``failed``) is listed as such; an unreadable ``results.json`` is reported as ``corrupt``.
+(the composed config), ``checkpoints/last.ckpt`` and ``metrics.csv``. Problems are listed, never fatal:
+
+- ``missing``: a directory with a Hydra config or checkpoints but no ``results.json`` (crashed, killed, running);
+- ``corrupt``: an unreadable ``results.json``; ``no_status``: one without ``status``;
+- any ``status`` other than ``completed`` (``diverged``, ``failed``, ``invalid``, ...), with the run's reason;
+- ``no_test_acc``: completed, but ``test_acc`` is null.
+
+None of these count in the accuracy table. A completed run whose model cannot be rebuilt (no checkpoint, no
+config, an unreadable checkpoint) is ``unloadable`` once planes, attacks or diagnostics ask for its model
+(``Sweep.models``): its accuracy counts (it needs only ``results.json``), and those steps skip it.
 """
 
 from __future__ import annotations
@@ -27,6 +34,13 @@ class NoRunsError(FileNotFoundError):
     """No results.json below the given directory."""
 
 
+class UnloadableRunError(Exception):
+    """A completed run whose model cannot be rebuilt from its directory; the message (one line) says why."""
+
+
+UNLOADABLE = "unloadable"
+
+
 @dataclass
 class Sweep:
     """Runs found below ``root``: completed ones as a table, the others as problems (path, status, reason)."""
@@ -39,12 +53,33 @@ class Sweep:
     def completed(self) -> list[dict[str, Any]]:
         return [r for r in self.runs if r.get("status") == "completed"]
 
+    @property
+    def unloadable(self) -> set[str]:
+        """Run directories whose model cannot be rebuilt (their accuracy still counts)."""
+        return {p["run_dir"] for p in self.problems if p["status"] == UNLOADABLE}
+
+    def skip(self, run_dir: str, reason: str) -> None:
+        """List a completed run as ``unloadable``: planes, attacks and diagnostics leave it out from now on."""
+        if str(run_dir) not in self.unloadable:
+            self.problems.append({"run_dir": str(run_dir), "status": UNLOADABLE, "reason": reason})
+
     def table(self) -> pd.DataFrame:
         """One row per completed run: model, data, variant, seed, test_acc, run_dir."""
         rows = [{"model": r.get("model") or "?", "data": r.get("data") or "?", "variant": group_variant(r),
                  "seed": r.get("seed"), "test_acc": r.get("test_acc"), "run_dir": r["run_dir"]}
                 for r in self.completed]  # fmt: skip
         return pd.DataFrame(rows, columns=["model", "data", "variant", "seed", "test_acc", "run_dir"])
+
+    def models(self) -> pd.DataFrame:
+        """The rows of :meth:`table` with a test accuracy whose model can be rebuilt: what planes, attacks and
+        diagnostics analyse. The first call lists the runs without a config or checkpoint as ``unloadable``
+        (only then: an accuracy table needs neither)."""
+        runs = self.table().dropna(subset=["test_acc"])
+        results = {r["run_dir"]: r for r in self.completed}
+        for run_dir in runs["run_dir"]:
+            if run_dir not in self.unloadable and (why := rebuild_problem(Path(run_dir), results[run_dir])):
+                self.skip(run_dir, why)
+        return runs[~runs["run_dir"].isin(self.unloadable)]
 
     def problems_table(self) -> pd.DataFrame:
         return pd.DataFrame(self.problems, columns=["run_dir", "status", "reason"])
@@ -87,15 +122,31 @@ def find_runs(root: str | Path) -> Sweep:
             sweep.problems.append({"run_dir": str(run_dir), "status": "corrupt", "reason": f"{RESULTS}: {e}"})
             continue
         results["run_dir"] = str(run_dir)
-        status = results.get("status", "completed")
+        status = results.get("status")
         sweep.runs.append(results)
-        if status != "completed":
-            sweep.problems.append({"run_dir": str(run_dir), "status": str(status), "reason": str(results.get("error", ""))})
+        if status is None:
+            sweep.problems.append({"run_dir": str(run_dir), "status": "no_status", "reason": f"{RESULTS} has no status"})
+        elif status != "completed":
+            reason = results.get("error") or results.get("reason") or ""
+            sweep.problems.append({"run_dir": str(run_dir), "status": str(status), "reason": _one_line(reason)})
         elif results.get("test_acc") is None:
             sweep.problems.append({"run_dir": str(run_dir), "status": "no_test_acc", "reason": "test_acc is null"})
     if not sweep.runs and not sweep.problems:
         raise NoRunsError(f"no runs below {root}: expected <run dir>/{RESULTS} files written by python -m regnet.train")
     return sweep
+
+
+def _one_line(text: Any) -> str:
+    return " ".join(str(text).split())
+
+
+def rebuild_problem(run_dir: Path, results: dict[str, Any]) -> str | None:
+    """Why the run's model cannot be rebuilt (no config, no checkpoint), or None; cheap, reads no checkpoint."""
+    if not (run_dir / ".hydra" / "config.yaml").is_file() and not results.get("config"):
+        return f"neither .hydra/config.yaml nor a config in {RESULTS}: the model cannot be rebuilt"
+    if not (run_dir / LAST_CHECKPOINT).is_file():
+        return f"{LAST_CHECKPOINT} is missing: no trained weights to analyse"
+    return None
 
 
 def run_config(run_dir: str | Path, results: dict[str, Any] | None = None) -> DictConfig:
@@ -106,7 +157,7 @@ def run_config(run_dir: str | Path, results: dict[str, Any] | None = None) -> Di
         return OmegaConf.load(hydra_cfg)
     results = results if results is not None else json.loads((run_dir / RESULTS).read_text())
     if not results.get("config"):
-        raise FileNotFoundError(f"{run_dir} has neither .hydra/config.yaml nor a config in {RESULTS}: cannot rebuild it")
+        raise UnloadableRunError(f"{run_dir} has neither .hydra/config.yaml nor a config in {RESULTS}: cannot rebuild it")
     cfg = dict(results["config"])
     cfg.pop("hydra", None)
     return OmegaConf.create(cfg)
@@ -116,7 +167,9 @@ def load_run(run_dir: str | Path, device: str | torch.device | None = None, data
     """(RegNetModule in eval mode on ``device`` (default: a GPU if there is one), datamodule set up for testing on the CPU, results dict).
 
     Rebuilds the run with ``regnet.build.build`` from its config and loads ``checkpoints/last.ckpt``.
-    ``data_root`` overrides ``data.root`` (e.g. when the run was trained on another machine)."""
+    ``data_root`` overrides ``data.root`` (e.g. when the run was trained on another machine).
+    Raises UnloadableRunError (one line) when the config, the model or the checkpoint cannot be read; the
+    dataset's own errors (files missing or corrupt) pass through, as they concern every run of that dataset."""
     from regnet.build import build  # heavy import; only when loading
 
     run_dir = Path(run_dir)
@@ -127,12 +180,21 @@ def load_run(run_dir: str | Path, device: str | torch.device | None = None, data
         if data_root is not None:
             cfg.data.root = str(data_root)
         cfg.data.on_device = False
-    module, datamodule, _ = build(cfg)
     ckpt = run_dir / LAST_CHECKPOINT
     if not ckpt.is_file():
-        raise FileNotFoundError(f"{ckpt} is missing: the run has no checkpoint to analyse (train it, or drop it from the sweep)")
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
-    module.load_state_dict(state, strict=False)
+        raise UnloadableRunError(f"{ckpt} is missing: the run has no checkpoint to analyse (train it, or drop it from the sweep)")
+    try:
+        module, datamodule, _ = build(cfg)
+    except Exception as e:  # noqa: BLE001 — any error of the run's own config: this run is skipped, not the analysis
+        raise UnloadableRunError(f"the model cannot be rebuilt from the run's config: {_one_line(e)}") from e
+    try:
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+        missing = [k for k in module.load_state_dict(state, strict=False).missing_keys if k.startswith("model.")]
+    except Exception as e:  # noqa: BLE001 — truncated, foreign or mismatched checkpoint
+        raise UnloadableRunError(f"{ckpt} cannot be loaded: {_one_line(e)}") from e
+    if missing:
+        raise UnloadableRunError(f"{ckpt} lacks {len(missing)} of the model's weights ({missing[0]}, ...): "
+                                 "a checkpoint of another model?")  # fmt: skip
     module.to(device or default_device()).eval()
     datamodule.prepare_data()  # as training does: copy from a local source (or download) if the files are not there
     datamodule.setup("test")

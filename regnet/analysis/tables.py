@@ -7,21 +7,23 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
-import torch
 
-from regnet.analysis.attacks import PixelModel, attack_accuracy, jacobian_norms
+from regnet.analysis.attacks import SQUARE_QUERIES, PixelModel, attack_accuracy, jacobian_norms
 from regnet.analysis.boundaries import DEFAULT_PLANES, DEFAULT_RESOLUTION, DEFAULT_ZOOMS, boundary_records
 from regnet.analysis.cache import cached, run_key
+from regnet.analysis.checks import sanity_flags
 from regnet.analysis.device import default_device
-from regnet.analysis.runs import Sweep, load_run, test_inputs
+from regnet.analysis.runs import UNLOADABLE, Sweep, UnloadableRunError, load_run, test_inputs
 from regnet.analysis.stats import mean_ci, summarize
+from regnet.data.base import normalize
 
 KEYS = ["model", "data", "variant"]
+T = TypeVar("T")
 DEFAULT_EPS = (0.0, 0.05, 0.1, 0.2, 0.3)
 
 
@@ -44,15 +46,10 @@ def accuracy_table(sweep: Sweep, baseline: str | None = None) -> pd.DataFrame:
     return summarize(runs, "test_acc", KEYS, baseline=baseline, scale=100.0)
 
 
-def _runs(sweep: Sweep, limit: int | None = None) -> pd.DataFrame:
-    runs = sweep.table().dropna(subset=["test_acc"]).sort_values(KEYS + ["seed"])
-    return runs.head(limit) if limit else runs
-
-
 def _each_run(sweep: Sweep, what: str, verbose: bool) -> Iterator[tuple[Any, list[str]]]:
-    """The completed runs, each with a list the caller may append a note to ("cached"); with ``verbose``, one
-    stderr line per finished run (these loops take minutes)."""
-    runs = list(_runs(sweep).itertuples(index=False))
+    """The completed runs whose model can be rebuilt, each with a list the caller may append a note to
+    ("cached"); with ``verbose``, one stderr line per finished run (these loops take minutes)."""
+    runs = list(sweep.models().sort_values(KEYS + ["seed"]).itertuples(index=False))
     start = time.perf_counter()
     for i, run in enumerate(runs, 1):
         notes: list[str] = []
@@ -62,6 +59,19 @@ def _each_run(sweep: Sweep, what: str, verbose: bool) -> Iterator[tuple[Any, lis
             print(f"[regnet] {what} {i}/{len(runs)}: {run.model} {run.data} {run.variant} seed {run.seed}"
                   f"{''.join(f' [{n}]' for n in notes)} ({elapsed:.0f} s, ~{elapsed / i * (len(runs) - i):.0f} s left)",
                   file=sys.stderr, flush=True)  # fmt: skip
+
+
+def _cached_run(sweep: Sweep, run, notes: list[str], cache_dir, kind: str, params: dict, compute: Callable[[], T]) -> T | None:
+    """``compute()`` for one run, through the cache; None when the run turns out unloadable (a truncated
+    checkpoint, say): it is then listed in ``sweep.problems`` and left out of every later step."""
+    try:
+        value, hit = cached(cache_dir, kind, run_key(run.run_dir, sweep.root) | params, compute)
+    except UnloadableRunError as e:
+        sweep.skip(run.run_dir, str(e))
+        notes.append(f"skipped, {UNLOADABLE}: {e}")
+        return None
+    notes += ["cached"] if hit else []
+    return value
 
 
 def tv_records(
@@ -80,11 +90,12 @@ def tv_records(
         def compute(run=run) -> tuple[list[dict], list[dict]]:
             module, dm, _ = load_run(run.run_dir, device, data_root)
             x, _ = test_inputs(dm)
-            inputs = (x - torch.tensor(dm.mean).view(1, -1, 1, 1)) / torch.tensor(dm.std).view(1, -1, 1, 1)
-            return boundary_records(module.model, inputs, zooms, planes, resolution, seed, batch_size, keep_images)
+            return boundary_records(module.model, normalize(x, dm.mean, dm.std), zooms, planes, resolution, seed, batch_size, keep_images)
 
-        (recs, ims), hit = cached(cache_dir, "tv", run_key(run.run_dir, sweep.root) | params, compute)
-        notes += ["cached"] if hit else []
+        value = _cached_run(sweep, run, notes, cache_dir, "tv", params, compute)
+        if value is None:
+            continue
+        recs, ims = value
         df = pd.DataFrame(recs)
         for k in KEYS + ["seed", "run_dir"]:
             df[k] = getattr(run, k)
@@ -115,14 +126,15 @@ def robustness_records(
     sweep: Sweep, attacks: Sequence[str] = ("fgsm", "pgd", "noise"), eps: Sequence[float] = DEFAULT_EPS,
     n_test: int | None = 1000, device: str | None = None, data_root: str | None = None, pgd_steps: int = 10,
     seed: int = 0, pgd_step_size: float | None = None, pgd_random_start: bool = True, verbose: bool = False,
-    cache_dir: str | Path | None = None,
+    cache_dir: str | Path | None = None, square_queries: int = SQUARE_QUERIES,
 ) -> pd.DataFrame:
-    """Accuracy (%) under each attack and ε, and the exact mean ‖J‖_F on the same test inputs, per run.
+    """Accuracy (%) under each attack and ε, and the exact mean ‖J‖_F on the same test inputs, per run; a
+    ``flag`` column names the sanity checks a row fails (:mod:`regnet.analysis.checks`).
     ``cache_dir``: keep each run's rows there and reuse them (:mod:`regnet.analysis.cache`)."""
     rows, device = [], device or default_device()
     params = {"attacks": list(attacks), "eps": [float(e) for e in eps], "n_test": n_test,
               "pgd_steps": pgd_steps, "seed": seed, "pgd_step_size": pgd_step_size,
-              "pgd_random_start": pgd_random_start}  # fmt: skip
+              "pgd_random_start": pgd_random_start, "square_queries": square_queries}  # fmt: skip
     for run, notes in _each_run(sweep, f"robustness on {device},", verbose):
 
         def compute(run=run) -> list[dict]:
@@ -133,24 +145,39 @@ def robustness_records(
             out = []
             for attack in attacks:
                 for r in attack_accuracy(model, x, y, attack, eps, seed=seed, pgd_steps=pgd_steps,
-                                         pgd_step_size=pgd_step_size, pgd_random_start=pgd_random_start):
-                    out.append(r | {"acc": 100.0 * r["acc"]})
-            j = jacobian_norms(module.model, (x - model.mean.cpu()) / model.std.cpu())
+                                         pgd_step_size=pgd_step_size, pgd_random_start=pgd_random_start,
+                                         square_queries=square_queries):  # fmt: skip
+                    bound = r["acc_bound"]
+                    out.append(r | {"acc": 100.0 * r["acc"], "acc_bound": None if bound is None else 100.0 * bound})
+            j = jacobian_norms(module.model, normalize(x, norm["mean"], norm["std"]))
             return out + [{"attack": "jacobian_fro", "eps": None, "acc": None, "jacobian_fro": float(j.mean()), "n_test": len(x)}]
 
-        run_rows, hit = cached(cache_dir, "robustness", run_key(run.run_dir, sweep.root) | params, compute)
-        notes += ["cached"] if hit else []
+        run_rows = _cached_run(sweep, run, notes, cache_dir, "robustness", params, compute)
+        if run_rows is None:
+            continue
         base = {k: getattr(run, k) for k in KEYS + ["seed", "run_dir"]}
         rows += [base | r for r in run_rows]
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    return df.assign(flag=sanity_flags(df)) if len(df) else df
 
 
 def robustness_table(records: pd.DataFrame) -> pd.DataFrame:
-    """Accuracy-vs-ε per variant: mean ± 95 % CI over seeds (attack rows), and mean ‖J‖_F over seeds."""
+    """Accuracy-vs-ε per variant: mean ± 95 % CI over seeds (attack rows), and mean ‖J‖_F over seeds. ``flag``:
+    the sanity checks that fail, with the seeds they fail for ("rises_with_eps (seed 1)")."""
+    if "flag" not in records:
+        records = records.assign(flag=sanity_flags(records))
     att = records[records["attack"] != "jacobian_fro"]
     table = summarize(att, "acc", KEYS + ["attack", "eps"])
+    flags = {}
+    for key, g in att.groupby(KEYS + ["attack", "eps"], sort=True):
+        failing = {}
+        for seed, f in zip(g["seed"], g["flag"].fillna("")):
+            for name in filter(None, f.split(";")):
+                failing.setdefault(name, []).append(str(seed))
+        flags[key] = "; ".join(f"{n} (seed {', '.join(s)})" for n, s in sorted(failing.items()))
+    table["flag"] = [flags.get(tuple(r), "") for r in table[KEYS + ["attack", "eps"]].itertuples(index=False)]
     jac = records[records["attack"] == "jacobian_fro"]
     if len(jac):
-        jt = summarize(jac, "jacobian_fro", KEYS).assign(attack="jacobian_fro", eps=float("nan"))
+        jt = summarize(jac, "jacobian_fro", KEYS).assign(attack="jacobian_fro", eps=float("nan"), flag="")
         table = pd.concat([table, jt], ignore_index=True)
     return table

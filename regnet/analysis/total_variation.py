@@ -26,6 +26,7 @@ def _differences(labels: Tensor, mode: str) -> tuple[Tensor, Tensor]:
         raise ValueError(f"labels has dtype {labels.dtype}: pass integer class indices (e.g. logits.argmax(-1))")
     if mode not in MODES:
         raise ValueError(f"mode={mode!r} is unknown: use one of {list(MODES)}")
+    labels = labels.long()  # widen first: uint8 differences wrap around (0 − 9 = 247), bool has no subtraction
     d_row = labels[1:, :] - labels[:-1, :]  # (H-1, W)
     d_col = labels[:, 1:] - labels[:, :-1]  # (H, W-1)
     if mode == "boundary":

@@ -156,7 +156,7 @@ class ImageDataModule(L.LightningDataModule):
 
     def normalize(self, images: Tensor) -> Tensor:
         """uint8 (N, C, H, W) in [0, 255] → float (N, C, H, W), (x/255 − mean)/std."""
-        return (images.float() / 255.0 - self._mean) / self._std
+        return normalize(images, self._mean, self._std)
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         images, labels = batch
@@ -166,7 +166,7 @@ class ImageDataModule(L.LightningDataModule):
         g = make_generator(images.device, self.seed, self._augment_step, self.trainer.global_rank)
         self._augment_step += 1
         x = geometric(images.float() / 255.0, g)  # [0, 1] images, zero fill
-        return after_norm((x - self._mean) / self._std, g), labels
+        return after_norm(normalize(x, self._mean, self._std), g), labels
 
     @property
     def pixel_stats(self) -> dict:
@@ -181,3 +181,13 @@ def missing(name: str, root: Path, expected: str, hint: str = "") -> DatasetNotF
         f"{name} not found under {root} (looked for {expected}) and it could not be downloaded: "
         f"run once with network access, copy the files there, or set data.root=... / $REGNET_DATA{fix}"
     )
+
+
+def normalize(images: Tensor, mean, std) -> Tensor:
+    """(x − mean) / std per channel for images (N, C, H, W) in pixel units: uint8 in [0, 255] (divided by 255
+    first) or float in [0, 1]. ``mean``, ``std``: C numbers, or tensors of shape (C,) or (1, C, 1, 1); the
+    constants of the dataset (``ImageDataModule.mean``/``std``, ``results.json``'s ``normalization``)."""
+    x = images.float() / 255.0 if images.dtype == torch.uint8 else images
+    mean = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    std = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    return (x - mean) / std

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+
+import torch
 from torch import nn
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "sigmoid": nn.Sigmoid}
@@ -31,3 +34,9 @@ def check_fits(model: str, image_size: int, feature_size: int) -> None:
             f"model {model} does not fit {image_size}×{image_size} inputs (feature map would be empty): "
             "use a larger image size (data.pad) or another model"
         )
+
+
+def device_of(module: nn.Module, default: torch.device | str = "cpu") -> torch.device:
+    """The device of a module's first parameter (else buffer); ``default`` for a module with neither."""
+    first = next(itertools.chain(module.parameters(), module.buffers()), None)
+    return first.device if first is not None else torch.device(default)

@@ -50,6 +50,19 @@ def jacobian_penalty(inputs: Tensor, logits: Tensor, n_proj: int = 1) -> Tensor:
     return 0.5 * scale * total / n
 
 
+def jacobian_sq_norms(inputs: Tensor, logits: Tensor, create_graph: bool = False) -> Tensor:
+    """Exact per-sample ‖J(x_n)‖²_F = Σ_c ‖∂z_{n,c}/∂x_n‖² (Hoffman 2019, Sec. 2), shape (N,): one backward
+    pass per class. ``inputs`` (N, ...) with ``requires_grad``, ``logits`` (N, C) computed from them, samples
+    not interacting (as for :func:`jacobian_penalty`). ``create_graph=True`` keeps it differentiable."""
+    c = logits.shape[1]
+    total = logits.new_zeros(logits.shape[0])
+    for k in range(c):
+        (grad,) = torch.autograd.grad(logits[:, k].sum(), inputs, retain_graph=create_graph or k < c - 1,
+                                      create_graph=create_graph)  # fmt: skip
+        total = total + grad.flatten(1).pow(2).sum(1)
+    return total
+
+
 class Jacobian(Regularizer):
     """Adds ``lam · jacobian_penalty(x, z, n_proj)`` = λ/2 · ‖J‖²_F (Hoffman 2019, Eq. 3) to the loss."""
 
