@@ -188,9 +188,11 @@ def test_resumed_run_continues_its_logger_runs_and_a_fresh_one_starts_new_ones(d
     args = [
         f"data.root={data_root}",
         "logger=[tensorboard,wandb,mlflow]",
+        "callbacks.checkpoint=null",
         "callbacks.checkpoint_steps.every_n_train_steps=4",
         *tiny("trainer.max_epochs=3"),
-    ]  # 3 steps an epoch: the last checkpoint before the failure is in the second epoch, which gets logged again
+    ]  # 3 steps an epoch, no epoch-end checkpoints: the failure's last checkpoint is inside the second epoch, which
+    # the interrupted attempt logged and the resumed one logs again
     fail = "+callbacks.fail._target_=tests.test_loggers.FailInThirdEpoch"
     with pytest.raises(TrainingFailed):
         train(compose_cfg([*args, fail], return_hydra_config=True), run_dir)
