@@ -164,7 +164,7 @@ def test_lenet5_lecun_logs_epochs_config_and_test_metrics_to_every_logger(data_r
     assert run.info.status == "FINISHED" and run.info.run_name == "run"
     assert len(client.get_metric_history(run.info.run_id, "train/loss")) == epochs
     assert run.data.metrics["test/acc"] == pytest.approx(test_acc)
-    assert run.data.params["optim/lr"] == "0.001" and run.data.params["loss"] == "bce_onehot"
+    assert run.data.params["optim/lr"] == "0.001" and run.data.params["loss/_target_"].endswith("BCEOneHot")
     assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["confusion_matrix.png"]
     assert json.loads((run_dir / LOGGER_RUNS).read_text()) == {"wandb": wb["id"], "mlflow": run.info.run_id}
 
