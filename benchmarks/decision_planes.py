@@ -79,7 +79,7 @@ def main() -> None:
     }  # fmt: skip
     print(json.dumps(out, indent=2))
     if args.json:
-        from regnet.results import write_atomic
+        from regnet.files import write_atomic
 
         write_atomic(args.json, json.dumps(out, indent=2) + "\n")
 

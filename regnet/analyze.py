@@ -30,7 +30,7 @@ import tempfile
 from pathlib import Path
 
 from regnet.analysis.attacks import ATTACKS, SQUARE_QUERIES
-from regnet.results import write_atomic
+from regnet.files import write_atomic
 
 
 class OneLineParser(argparse.ArgumentParser):

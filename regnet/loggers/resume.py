@@ -23,7 +23,7 @@ from typing import Any
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
-from regnet.results import write_atomic
+from regnet.files import write_atomic
 
 LOGGER_RUNS = "logger_runs.json"
 #: files of the run directory that every logger also gets at the end of a run (if they were written)
