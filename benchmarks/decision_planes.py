@@ -1,7 +1,7 @@
 """Time the decision-boundary TV table of LeNets: models × zooms × planes × resolution² grid points.
 
     python benchmarks/decision_planes.py                       # one LeNet, 3 zooms × 50 planes × 250², CPU or GPU
-    python benchmarks/decision_planes.py --models 30           # a 30-run sweep's worth (the seed-000 grid)
+    python benchmarks/decision_planes.py --models 30           # a 30-run sweep's worth (the hoffman2019_mnist grid)
     python benchmarks/decision_planes.py --planes 5 --threads 2 --json out.json
 
 Prints (and optionally writes) JSON: seconds in total and per plane, points per second, device, settings.
@@ -79,7 +79,7 @@ def main() -> None:
     }  # fmt: skip
     print(json.dumps(out, indent=2))
     if args.json:
-        from regnet.results import write_atomic
+        from regnet.files import write_atomic
 
         write_atomic(args.json, json.dumps(out, indent=2) + "\n")
 

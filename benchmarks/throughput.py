@@ -245,7 +245,7 @@ def main() -> None:
             rsteps = max(10, steps // (1 if device.type == "cuda" else 10))
             results["regnet_resnet18"] = regnet_run(tmp / "data", tmp / "r18", rsteps, args.batch_size, accelerator, resnet)
             results["regnet_resnet18_crop_flip"] = regnet_run(
-                tmp / "data", tmp / "r18aug", rsteps, args.batch_size, accelerator, [*resnet, "data.augment=cifar_crop_flip"]
+                tmp / "data", tmp / "r18aug", rsteps, args.batch_size, accelerator, [*resnet, "augment=cifar_crop_flip"]
             )
         if args.grid:
             results[f"grid_{args.grid}_lenet"] = grid(tmp / "data", tmp, args.grid, steps, args.batch_size, accelerator)

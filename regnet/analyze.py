@@ -30,7 +30,7 @@ import tempfile
 from pathlib import Path
 
 from regnet.analysis.attacks import ATTACKS, SQUARE_QUERIES
-from regnet.results import write_atomic
+from regnet.files import write_atomic
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -94,6 +94,8 @@ def check_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--example-planes={args.example_planes} is invalid: use ≥ 0")
     if args.device is not None:
         check_device(args.device)
+    if args.data_root is not None and not Path(args.data_root).expanduser().is_dir():
+        raise ValueError(f"--data-root {args.data_root} is not a directory: pass the folder that holds the datasets")
 
 
 def check_device(name: str) -> None:
@@ -233,7 +235,7 @@ def analyze(args: argparse.Namespace) -> Path:
             _attacks(args, sweep, stage, cache_dir)
         if args.diagnostics:
             _diagnostics(args, sweep, stage)
-        _csv_md(acc, stage, "accuracy")
+        write_atomic(stage / "accuracy.csv", acc.to_csv(index=False))
         write_atomic(stage / "accuracy.md", _accuracy_md(acc, sweep))
         write_atomic(stage / "problems.csv", sweep.problems_table().to_csv(index=False))
         _move_in(stage, out)
@@ -251,15 +253,31 @@ def analyze(args: argparse.Namespace) -> Path:
     return out
 
 
+def _line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
+    """0 when the analysis is written; 2 for bad input (arguments, no runs, dataset files missing or corrupt), 1
+    for a failure during the work. Either way one line on stderr, and nothing of the analysis written."""
+    from regnet.data.base import CorruptDatasetError, DatasetNotFoundError
+
     args = parse_args(argv)
     try:
         analyze(args)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"regnet.analyze: error: {e}", file=sys.stderr)
+    except DatasetNotFoundError as e:
+        print(f"regnet.analyze: error: {_line(e)} (or point the analysis at the data with --data-root DIR)",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    except (ValueError, FileNotFoundError, CorruptDatasetError) as e:
+        print(f"regnet.analyze: error: {_line(e)}", file=sys.stderr)
         return 2
     except OSError as e:  # --out not writable, disk full, ...
-        print(f"regnet.analyze: error: cannot write the analysis: {e}", file=sys.stderr)
+        print(f"regnet.analyze: error: cannot write the analysis: {_line(e)}", file=sys.stderr)
+        return 1
+    except Exception as e:  # noqa: BLE001 — a failure during the work (CUDA out of memory, ...): one line, exit 1
+        print(f"regnet.analyze: error: the analysis failed, nothing was written: {type(e).__name__}: {_line(e)}",
+              file=sys.stderr)  # fmt: skip
         return 1
     return 0
 

@@ -7,14 +7,18 @@ The one place a config becomes objects, used by training (``regnet.train``) and 
 from __future__ import annotations
 
 import lightning as L
-from hydra.utils import instantiate
+from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig
 
+from regnet.experiments import check_variant
+from regnet.losses import get_loss
+from regnet.models import registered_name
 from regnet.module import RegNetModule
 
 
 def build(cfg: DictConfig) -> tuple[RegNetModule, L.LightningDataModule, list[L.Callback]]:
     """(module, datamodule, the regularizers' callbacks) from a composed config (no Trainer, no output files)."""
+    check_variant(cfg)
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model)
     regularizers = [instantiate(r) for r in (cfg.reg or {}).values()]
@@ -27,7 +31,7 @@ def build(cfg: DictConfig) -> tuple[RegNetModule, L.LightningDataModule, list[L.
         optimizer=instantiate(cfg.optim),
         scheduler=instantiate(cfg.sched.scheduler) if cfg.sched.scheduler is not None else None,
         scheduler_interval=cfg.sched.interval,
-        loss=cfg.loss,
+        loss=get_loss(cfg.loss),
     )
     callbacks = [cb for r in regularizers for cb in r.callbacks()]
     return module, datamodule, callbacks
@@ -39,5 +43,6 @@ def reg_names(cfg: DictConfig) -> list[str]:
 
 
 def model_name(cfg: DictConfig) -> str:
-    """``regnet.models.lenet.LeNet`` → ``lenet``: the model file's name, as chosen with ``model=``."""
-    return cfg.model._target_.rsplit(".", 2)[-2]
+    """The configured model's name in the registry ``regnet.models.MODELS`` (what ``model=`` chose: ``lenet``,
+    ``lenet_dl``, ...); a class outside the registry (``model._target_=mypackage.Net``) is named by its target."""
+    return registered_name(get_object(cfg.model._target_)) or cfg.model._target_

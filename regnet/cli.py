@@ -21,6 +21,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from regnet.errors import Diverged, one_line
+from regnet.hparams_search import objective_value
 from regnet.jobs import pin_to_gpu, share_cpu_cores
 from regnet.lifecycle import TrainingFailed, record_invalid
 
@@ -32,8 +33,8 @@ class InvalidJob(ValueError):
 
 
 def run_job(train: Callable[[DictConfig, Path], dict[str, Any]], cfg: DictConfig, hydra_cfg) -> float | None:
-    """Run one Hydra job with ``train``: pinned to its GPU, its share of the CPU cores; returns test accuracy
-    (what a sweeper optimises)."""
+    """Run one Hydra job with ``train``: pinned to its GPU, its share of the CPU cores; returns the run's
+    ``metrics[cfg.objective]`` (what a sweeper optimises: test/acc by default, a validation metric in a search)."""
     run_dir = Path(hydra_cfg.runtime.output_dir)
     pin_to_gpu(cfg, hydra_cfg)
     share_cpu_cores(cfg, hydra_cfg)
@@ -55,7 +56,7 @@ def run_job(train: Callable[[DictConfig, Path], dict[str, Any]], cfg: DictConfig
         record_invalid(run_dir, cfg, message)
         print(f"regnet: job {hydra_cfg.job.num} ({run_dir}): {message}", file=sys.stderr)
         raise InvalidJob(f"a sweep job had bad input: {message} (the other jobs ran; see each run's results.json)")
-    return results.get("test_acc")
+    return objective_value(cfg, results)  # metrics[cfg.objective], test/acc unless a search sets it
 
 
 def check_override_types(hydra_cfg) -> None:

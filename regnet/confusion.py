@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from regnet.plotting import plot_matrix, save_figure
-from regnet.results import write_atomic
+from regnet.files import write_atomic
 
 
 def confusion_matrix(logits: Tensor, targets: Tensor, num_classes: int) -> Tensor:

@@ -28,8 +28,9 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 def options(group: str) -> list[str]:
-    """The configs of a group in ``conf/`` (``"model"``, ``"hydra/launcher"``)."""
-    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+    """The configs of a group in ``conf/`` (``"model"``, ``"hydra/launcher"``); ``_base_`` files hold shared keys
+    and are no choice."""
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml") if not p.stem.startswith("_"))
 
 
 def root_cause(err: BaseException) -> BaseException:
@@ -54,7 +55,7 @@ def one_line(err: BaseException) -> str:
         group, name = missing.groups()
         group = group.removeprefix("hydra/config/") if group.startswith("hydra/config/") else group
         listed = re.search(r"Available options in '[^']+':\n((?:\t.*\n?)+)", text)
-        available = listed.group(1).split() if listed else options(group)
+        available = [o for o in listed.group(1).split() if not o.startswith("_")] if listed else options(group)
         shown = group.split("/")[-1] if not group.startswith("hydra/") else group
         return f"unknown {shown} '{name}' (available: {', '.join(available)}); choose with {group}=<name>"
     full_key = re.search(r"full_key: (\S+)", text) if "not in struct" in text else None

@@ -40,6 +40,7 @@ from regnet.errors import Diverged
 from regnet.files import write_atomic
 from regnet.locks import exclusive
 from regnet.log import get_logger
+from regnet.loggers.resume import end_loggers
 from regnet.results import LAST_CHECKPOINT, RESULTS, git_commit, write_results
 
 log = get_logger(__name__)
@@ -195,6 +196,7 @@ class RunLifecycle:
             if trace:
                 write_atomic(self.run_dir / "error.txt", trace)
             write_results(self.run_dir, results)
+            end_loggers(trainer.loggers, status, self.run_dir)  # W&B, MLflow: the logger run ends with this status
         return results
 
 

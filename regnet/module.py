@@ -20,7 +20,7 @@ from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from regnet.losses import get_loss
-from regnet.regularizers.base import Regularizer
+from regnet.regularizers.base import Regularizer, check_composition
 
 STAGES = ("train", "val", "test")
 
@@ -68,6 +68,7 @@ class RegNetModule(L.LightningModule):
         self.model = model
         self.num_classes = num_classes
         self.regularizers = list(regularizers)
+        check_composition(self.regularizers)  # at most one replaces the forward pass (_train_forward)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.scheduler_interval = scheduler_interval

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from regnet.results import write_atomic
+from regnet.files import write_atomic
 
 
 def subplots(nrows: int = 1, ncols: int = 1, figsize: tuple[float, float] = (5, 3.5), squeeze: bool = True):

@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from regnet.files import temp_beside, write_atomic  # noqa: F401  (temp_beside: until every caller imports regnet.files)
+from regnet.files import write_atomic
 
 RESULTS = "results.json"
 LAST_CHECKPOINT = "checkpoints/last.ckpt"  # what a rerun resumes from and analysis loads, relative to the run dir

@@ -26,7 +26,7 @@ from regnet.callbacks.divergence import DivergenceCheck
 from regnet.cli import run_job
 from regnet.errors import CONF
 from regnet.lifecycle import RunLifecycle
-from regnet.loggers.csv import CSVLogger
+from regnet.loggers.resume import start_loggers
 from regnet.preflight import check_seed, preflight
 
 
@@ -57,10 +57,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         preflight(cfg, module, datamodule)
         trainer = make_trainer(cfg, run_dir, datamodule, reg_callbacks)
         ckpt_path, resumed_from = run.resume_from()
-        if ckpt_path is None:  # from scratch: no rows of an earlier attempt (a resumed run appends to them)
-            for lg in trainer.loggers:
-                if isinstance(lg, CSVLogger):
-                    lg.start_fresh()
+        start_loggers(trainer.loggers, cfg, resumed=ckpt_path is not None, step=resumed_from)  # new runs or resumed
 
         run.started(trainer, module, datamodule, resumed_from)
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
@@ -81,7 +78,7 @@ def bind_run_dir(cfg: DictConfig, run_dir: Path) -> None:
 
 @hydra.main(version_base="1.3", config_path=str(CONF), config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    """One Hydra job: place it (GPU, CPU threads), train it, hand its test accuracy to the sweeper."""
+    """One Hydra job: place it (GPU, CPU threads), train it, hand its objective (test/acc by default) to the sweeper."""
     return run_job(train, cfg, HydraConfig.get())
 
 

@@ -11,20 +11,22 @@ import torchvision
 from hydra.utils import instantiate
 from torch.utils.data import DataLoader
 
-from regnet.data.base import DatasetNotFoundError
+from regnet.data.base import CorruptDatasetError, DatasetNotFoundError
 from regnet.data.batches import TensorBatches
 from regnet.data.fashion_mnist import FashionMNIST
 from regnet.data.mnist import MNIST
+from regnet.data.synthetic import write_idx_dataset
+from regnet.errors import one_line, options
 from regnet.models.lenet import LeNet
 from regnet.module import RegNetModule
 from tests.conftest import compose_cfg, tiny
-from regnet.data.synthetic import write_idx_dataset
 
 SIZES = {"mnist": (1, 28, 10), "fashion_mnist": (1, 28, 10), "cifar10": (3, 32, 10), "cifar100": (3, 32, 100)}
 
 
-@pytest.mark.parametrize("name", sorted(SIZES))
+@pytest.mark.parametrize("name", options("data"))
 def test_datamodule_reads_real_format(name, data_root):
+    """Every conf/data YAML composes and its DataModule sets up on tiny files in the real on-disk format."""
     cfg = compose_cfg([f"data={name}", f"data.root={data_root}", "data.val_fraction=0.25", "data.download=false",
                        *(["data.verify_checksums=false"] if name.startswith("cifar") else [])])
     dm = instantiate(cfg.data)
@@ -70,6 +72,52 @@ def test_fashion_mnist_found_in_a_local_source(tmp_path):
     dm.setup()
     assert len(dm.splits["train"][1]) == 256
     assert (tmp_path / "root" / "FashionMNIST" / "raw" / "train-images-idx3-ubyte").is_file()
+
+
+def test_truncated_gz_in_a_local_source_names_the_file_and_leaves_no_tmp(tmp_path):
+    import gzip
+
+    raw = write_idx_dataset(tmp_path / "src", "X")
+    source = tmp_path / "package"
+    source.mkdir()
+    for f in raw.iterdir():
+        packed = gzip.compress(f.read_bytes())
+        (source / f"{f.name}.gz").write_bytes(packed[: len(packed) // 2] if "train-images" in f.name else packed)
+
+    class Local(FashionMNIST):
+        local_sources = (str(source),)
+
+    dm = Local(root=str(tmp_path / "root"), download=False)
+    with pytest.raises(CorruptDatasetError) as err:
+        dm.prepare_data()
+    message = one_line(err.value)
+    assert str(source / "train-images-idx3-ubyte.gz") in message and "truncated or damaged" in message
+    assert "\n" not in message
+    left = [p.name for p in (tmp_path / "root" / "FashionMNIST" / "raw").iterdir()]
+    assert not [n for n in left if n.endswith(".tmp")] and "train-images-idx3-ubyte" not in left
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("data.pad=-1", "data.pad=-1 is invalid: it must be an integer ≥ 0"),
+        ("data.val_fraction=abc", "data.val_fraction='abc' is invalid"),
+        ("data.val_seed=-3", "data.val_seed=-3 is invalid: it must be an integer ≥ 0"),
+        ("data.download=maybe", "data.download='maybe' is invalid: use true or false"),
+        ("data.on_device=2", "data.on_device=2 is invalid: use true or false"),
+        ("+data.mean=[0.1,0.2]", "data.mean=[0.1, 0.2] is invalid: give a number per channel (mnist has 1), e.g. data"),
+        ("+data.std=[0]", "data.std=[0] is invalid: give a positive number per channel (mnist has 1), e.g. data.std=["),
+        ("+data.std=0.5", "data.std=0.5 is invalid: give a positive number per channel"),
+        ("data.batch_size=1.5", "data.batch_size=1.5 is invalid: it must be a positive integer"),
+        ("data.image_size=32", "data.image_size=32 does not match mnist: it is 28 (pad=0)"),
+    ],
+)
+def test_bad_data_settings_one_line_naming_the_key(override, message, data_root):
+    cfg = compose_cfg([override, f"data.root={data_root}"])
+    with pytest.raises(Exception) as err:
+        instantiate(cfg.data)
+    line = one_line(err.value)
+    assert line.startswith(message) and "\n" not in line, line
 
 
 COPY_SCRIPT = """
@@ -138,7 +186,7 @@ class _RecordLosses(L.Callback):
 
 
 def test_fast_path_matches_plain_dataloader_loop(data_root, tmp_path):
-    """The device-resident pipeline gives the same loss trajectory as the seed studies' plain loop:
+    """The device-resident pipeline gives the same loss trajectory as the studies' plain loop:
     torchvision dataset + ToTensor/Normalize through a DataLoader, hand-written SGD (same order, same init)."""
     cfg = compose_cfg([f"data.root={data_root}", "model.dropout=0", "sched=none", *tiny()])
     dm = instantiate(cfg.data)

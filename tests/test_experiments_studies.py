@@ -1,5 +1,6 @@
-"""Experiments of seeds 002-004: each composes with the study's numbers, and each (experiment, variant)
-pair trains a few steps on tiny data through ``regnet.train.train`` (augmentation off: data.augment=none)."""
+"""Experiments (``conf/experiment``) and their variants (``conf/variant``): each experiment lists its variants; every
+listed (experiment, variant) pair composes with the study's numbers and trains a few steps on tiny data through
+``regnet.train.train`` (augmentation off: augment=none); a variant of another study is an error."""
 
 from __future__ import annotations
 
@@ -9,13 +10,25 @@ import sys
 
 import pandas as pd
 import pytest
+import yaml
 
-from tests.conftest import REPO, compose_cfg, tiny
+from regnet.build import build, model_name
+from regnet.errors import one_line
+from tests.conftest import CONF, REPO, compose_cfg, tiny
 from tests.test_schedulers import run
+
+
+def names(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def variants_of(experiment: str) -> list[str]:
+    return yaml.safe_load((CONF / "experiment" / f"{experiment}.yaml").read_text())["variants"]
+
 
 CONVNET_VARIANTS = ["relu", "sigmoid", "dropout_0.25", "dropout_0.5", "dropout_0.75", "dropout_1.0", "bn",
                     "bn_no_dropout", "xavier"]  # fmt: skip
-# each seed-004 variant trained with a different model of the family, so every model trains once
+# each mnist_small_cnns variant trains with a different model of the family, so every model trains once
 SMALL_CNN_VARIANTS = {
     "plain": "lenet_small",
     "aug": "lenet_bn",
@@ -27,10 +40,16 @@ SMALL_CNN_VARIANTS = {
     "warm_restarts": "lenet_bn",
     "warm_restarts_1000": "simplenet",
 }
+HOFFMAN_VARIANTS = ["no_reg", "no_reg_no_dropout", "l2", "jacobi", "jacobi_no_dropout", "svb"]
+CIFAR_VARIANTS = ["no_reg", "l2", "jacobi", "svb"]
+REG = {"no_reg": "none", "no_reg_no_dropout": "none", "l2": "l2", "jacobi": "jacobian", "jacobi_no_dropout": "jacobian",
+       "svb": "svb"}  # fmt: skip
 PAIRS = (
-    [("lenet5_lecun", None, None)]
-    + [("convnet_ablation", v, None) for v in CONVNET_VARIANTS]
-    + [("mnist_small_cnns", v, m) for v, m in SMALL_CNN_VARIANTS.items()]
+    [("hoffman2019_mnist", v, None) for v in variants_of("hoffman2019_mnist")]
+    + [("cifar100_resnet18", v, None) for v in variants_of("cifar100_resnet18")]
+    + [("lenet5_lecun", v, None) for v in variants_of("lenet5_lecun")]
+    + [("convnet_ablation", v, None) for v in variants_of("convnet_ablation")]
+    + [("mnist_small_cnns", v, SMALL_CNN_VARIANTS[v]) for v in variants_of("mnist_small_cnns")]
 )
 
 
@@ -38,23 +57,52 @@ def overrides(experiment: str, variant: str | None, model: str | None) -> list[s
     return [f"experiment={experiment}"] + ([f"variant={variant}"] if variant else []) + ([f"model={model}"] if model else [])
 
 
-def test_every_study_variant_file_is_tested():
-    mine = set(CONVNET_VARIANTS) | set(SMALL_CNN_VARIANTS)
-    assert mine <= {p.stem for p in (REPO / "conf" / "variant").glob("*.yaml")}
+def test_every_experiment_and_variant_file_is_tested():
+    """PAIRS holds every experiment and every variant file (each variant belongs to a study that lists it), and
+    each study lists the variants its documentation names."""
+    assert sorted({e for e, _, _ in PAIRS}) == names("experiment")
+    assert sorted({v for _, v, _ in PAIRS}) == names("variant")
+    assert variants_of("hoffman2019_mnist") == HOFFMAN_VARIANTS and variants_of("cifar100_resnet18") == CIFAR_VARIANTS
+    assert variants_of("convnet_ablation") == CONVNET_VARIANTS and variants_of("lenet5_lecun") == ["lecun1998"]
+    assert variants_of("mnist_small_cnns") == list(SMALL_CNN_VARIANTS)
+    for experiment in names("experiment"):  # the default (no variant=) is one of its variants
+        assert compose_cfg([f"experiment={experiment}"]).variant in variants_of(experiment)
+
+
+@pytest.mark.parametrize(
+    "experiment,variant", [("hoffman2019_mnist", "cosine"), ("lenet5_lecun", "jacobi"), ("mnist_small_cnns", "l2")]
+)
+def test_a_variant_of_another_study_is_an_error(experiment, variant):
+    cfg = compose_cfg([f"experiment={experiment}", f"variant={variant}"])
+    with pytest.raises(ValueError) as err:
+        build(cfg)
+    assert one_line(err.value) == (f"variant={variant} is not a variant of experiment={experiment}: "
+                                   f"choose one of {', '.join(variants_of(experiment))}")
+    build(compose_cfg([f"variant={variant}"]))  # without an experiment a variant refines the defaults
 
 
 @pytest.mark.parametrize("experiment,variant,model", PAIRS)
 def test_composes_with_the_studys_numbers(experiment, variant, model):
     cfg = compose_cfg(overrides(experiment, variant, model))
     assert cfg.task_name == experiment
-    assert cfg.variant == (variant or "lecun1998")
-    if experiment == "lenet5_lecun":
-        assert cfg.model._target_.endswith("LeNet5") and cfg.loss == "bce_onehot"
+    assert cfg.variant == variant
+    if experiment in ("hoffman2019_mnist", "cifar100_resnet18"):
+        hoffman = experiment == "hoffman2019_mnist"
+        assert cfg.model._target_.endswith("LeNet" if hoffman else "ResNet18")
+        assert cfg.loss._target_.endswith("CrossEntropy")
+        assert cfg.optim._target_ == "torch.optim.SGD" and (cfg.optim.lr, cfg.optim.momentum) == (0.1, 0.9)
+        assert cfg.data.batch_size == 100 and cfg.trainer.max_epochs == (250 if hoffman else 50)
+        assert list(cfg.sched.scheduler.milestones) == [0.3333333333, 0.6666666667] and cfg.sched.scheduler.gamma == 0.1
+        assert list(cfg.reg) == [REG[variant]]
+        assert cfg.model.dropout == (0.0 if variant.endswith("no_dropout") or not hoffman else 0.5)
+        assert not cfg.data.augment.geometric
+    elif experiment == "lenet5_lecun":
+        assert cfg.model._target_.endswith("LeNet5") and cfg.loss._target_.endswith("BCEOneHot")
         assert (cfg.data.pad, cfg.data.image_size, list(cfg.data.mean), list(cfg.data.std)) == (2, 32, [0.078], [0.78])
         assert cfg.optim._target_ == "torch.optim.Adam" and cfg.optim.lr == 1e-3 and cfg.data.batch_size == 128
         assert cfg.sched.scheduler.gamma == 0.9 and cfg.sched.interval == "epoch" and cfg.trainer.max_epochs == 20
     elif experiment == "convnet_ablation":
-        assert cfg.model._target_.endswith("ConvNet") and cfg.loss == "nll" and cfg.model.log_softmax
+        assert cfg.model._target_.endswith("ConvNet") and cfg.loss._target_.endswith("NLL") and cfg.model.log_softmax
         assert cfg.optim._target_ == "torch.optim.SGD" and (cfg.optim.lr, cfg.optim.momentum) == (0.01, 0.5)
         assert (cfg.data.batch_size, cfg.data.eval_batch_size, cfg.trainer.max_epochs) == (64, 1000, 2)
         assert cfg.sched.scheduler is None
@@ -64,13 +112,13 @@ def test_composes_with_the_studys_numbers(experiment, variant, model):
         assert cfg.model.activation == ("sigmoid" if variant == "sigmoid" else "relu")
         assert cfg.model.init == ("xavier" if variant == "xavier" else "default")
     else:
-        assert cfg.model._target_.rsplit(".", 2)[-2] == model and cfg.loss == "cross_entropy"
+        assert model_name(cfg) == model and cfg.loss._target_.endswith("CrossEntropy")
         assert cfg.optim._target_ == "torch.optim.Adam" and cfg.data.val_fraction == 0.2
         assert (list(cfg.data.mean), list(cfg.data.std)) == ([0.0], [1.0])
         assert cfg.data.batch_size == (100 if variant in ("plain", "aug", "aug_erasing", "cosine") else 250)
-        assert cfg.data.augment == {"aug_erasing": "mnist_affine_erasing", "plain": "none", "cosine": "none"}.get(
-            variant, "mnist_affine"
-        )
+        augment = {"aug_erasing": "mnist_affine_erasing", "plain": "none", "cosine": "none"}.get(variant)
+        augment = augment or "mnist_affine"
+        assert cfg.data.augment == compose_cfg([f"augment={augment}"]).data.augment
         assert cfg.trainer.log_every_n_steps == 1
         sched = cfg.sched.scheduler
         if variant.startswith("cosine"):
@@ -84,15 +132,21 @@ def test_composes_with_the_studys_numbers(experiment, variant, model):
             assert sched is None and cfg.optim.lr == 1e-2
 
 
+# ResNet-18 steps are the slow ones: two of 4 images
+SMALL_BATCHES = {"cifar100_resnet18": ["data.verify_checksums=false", "data.batch_size=4", "data.eval_batch_size=8",
+                                       "trainer.limit_train_batches=2"]}  # fmt: skip
+
+
 @pytest.mark.parametrize("experiment,variant,model", PAIRS)
 def test_few_steps(experiment, variant, model, data_root, tmp_path):
+    extra = SMALL_BATCHES.get(experiment, [])
     results = run(
-        [*overrides(experiment, variant, model), f"data.root={data_root}", "data.augment=none",
-         *tiny("trainer.limit_val_batches=1")],
+        [*overrides(experiment, variant, model), f"data.root={data_root}", "augment=none",
+         *tiny("trainer.limit_val_batches=1", *extra)],
         tmp_path,
     )  # fmt: skip
-    assert results["status"] == "completed" and results["global_step"] == 3
-    assert results["variant"] == (variant or "lecun1998")
+    assert results["status"] == "completed" and results["global_step"] == (2 if extra else 3)
+    assert results["variant"] == variant
     assert 0.0 <= results["test_acc"] <= 1.0 and results["test_loss"] > 0
     metrics = pd.read_csv(tmp_path / "metrics.csv")
     test = metrics.dropna(subset=["test/acc"]).iloc[-1]
@@ -105,7 +159,7 @@ def test_few_steps(experiment, variant, model, data_root, tmp_path):
 
 
 def test_dropout_one_stays_at_chance_in_training(data_root, tmp_path):
-    """Seed 003's p = 1 row: fc2 sees zeros in training, so the training outputs are the same for all images."""
+    """convnet_ablation's p = 1 row: fc2 sees zeros in training, so the training outputs are the same for all images."""
     results = run(
         [*overrides("convnet_ablation", "dropout_1.0", None), f"data.root={data_root}", *tiny()], tmp_path
     )

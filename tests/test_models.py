@@ -1,36 +1,45 @@
-"""Every model: parameter counts as the studies printed them, the config contract (every YAML in conf/model
-builds and runs on its data's shape) and the behaviours the seed studies depend on."""
+"""Every model: one test over every YAML of conf/model (composed through the real config: registered name,
+forward and backward on its data's shape, every parameter gets a gradient, parameter count as documented), the
+registry, the initialisations, and the behaviours the studies depend on."""
 
 from __future__ import annotations
 
+import ast
+import inspect
+from functools import cache
+
 import pytest
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_object, instantiate
+from omegaconf import OmegaConf
 from torch import nn
 
+import regnet.models.small_cnn
+from regnet.build import model_name
+from regnet.models import MODELS, registered_name
 from regnet.models.convnet import ConvNet
+from regnet.models.init import glorot_init_, orthogonal_init_
+from regnet.models.lenet import LeNet
 from regnet.models.lenet5 import C3_TABLE, LeNet5, c3_mask
-from regnet.models.lenet_deep import LeNetDeep
-from regnet.models.lenet_dl import LeNetDL
-from regnet.models.lenet_drop import LeNetDrop
-from regnet.models.lenet_small import LeNetSmall
-from tests.conftest import CONF, compose_cfg
+from regnet.models.small_cnn import FAMILY, LeNetDeep, LeNetDL, LeNetDrop, LeNetSmall
+from tests.conftest import CONF, REPO, compose_cfg
 
 MODEL_YAMLS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
+CONFIGS_DOC = REPO / "docs" / "configs.md"  # its table of what's in the box
 
-# name → (overrides, parameters in model.parameters()); numbers printed by the seed notebooks / papers
+# name → trainable parameters on the paired dataset, as the studies / papers printed them (docs/configs.md's table)
 PARAM_COUNTS = {
-    "lenet": ([], 61_706),  # seed 000, Hoffman et al. 2019
-    "resnet18": ([], 11_227_812),  # seed 001, torchvision ResNet-18 at 100 classes
-    "simplenet": ([], 1_677_290),  # seed 004
-    "lenet5": ([], 61_750),  # seed 002: 60,850 trainable + 900 masked C3 weights (tested below)
-    "convnet": ([], 431_080),  # seed 003
-    "lenet_small": ([], 28_938),  # seed 004 LeNet
-    "lenet_bn": ([], 29_034),
-    "lenet_drop": ([], 28_938),
-    "lenet_drop_bn": ([], 29_034),
-    "lenet_dl": ([], 83_658),
-    "lenet_deep": ([], 107_372),
+    "lenet": 61_706,  # hoffman2019_mnist, Hoffman et al. 2019
+    "resnet18": 11_227_812,  # cifar100_resnet18, torchvision ResNet-18 at 100 classes
+    "simplenet": 1_677_290,  # mnist_small_cnns
+    "lenet5": 60_850,  # lenet5_lecun: the paper's count; parameters() also holds 900 masked C3 weights (below)
+    "convnet": 431_080,  # convnet_ablation
+    "lenet_small": 28_938,  # mnist_small_cnns, the study's LeNet
+    "lenet_bn": 29_034,
+    "lenet_drop": 28_938,
+    "lenet_drop_bn": 29_034,
+    "lenet_dl": 83_658,
+    "lenet_deep": 107_372,
 }
 VARIANT_COUNTS = [
     ("convnet", ["model.batchnorm=true"], 431_220),
@@ -38,33 +47,108 @@ VARIANT_COUNTS = [
 ]
 
 
+@cache
+def composed(*overrides: str):
+    """The composed config (read-only; composing costs ~0.7 s on a busy 2-core machine)."""
+    cfg = compose_cfg(list(overrides))
+    OmegaConf.set_readonly(cfg, True)
+    return cfg
+
+
 def n_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-@pytest.mark.parametrize(
-    "name,overrides,expected",
-    [(k, o, n) for k, (o, n) in PARAM_COUNTS.items()] + VARIANT_COUNTS,
-)
-def test_parameter_counts(name, overrides, expected):
-    cfg = compose_cfg([f"model={name}", *overrides])
-    assert n_params(instantiate(cfg.model)) == expected
+def trainable(model: nn.Module) -> int:
+    """Parameters that influence the output (LeNet-5 leaves out its masked C3 weights)."""
+    return model.trainable_parameters() if hasattr(model, "trainable_parameters") else n_params(model)
 
 
 @pytest.mark.parametrize("name", MODEL_YAMLS)
-def test_every_model_yaml_builds_and_runs_on_its_data(name):
-    cfg = compose_cfg([f"model={name}"])
+def test_every_model_yaml_is_registered_counts_as_documented_and_trains_on_its_data(name):
+    cfg = composed(f"model={name}")
+    assert get_object(cfg.model._target_) is MODELS[name] and model_name(cfg) == name
+    torch.manual_seed(0)
     model = instantiate(cfg.model)
-    x = torch.randn(3, cfg.data.in_channels, cfg.data.image_size, cfg.data.image_size)  # (N, C, H, W)
+    # the documented count: the test's table, docs/configs.md's, the YAML's header, the family file's table
+    assert trainable(model) == PARAM_COUNTS[name]
+    assert f"{PARAM_COUNTS[name]:,}" in (CONF / "model" / f"{name}.yaml").read_text()
+    (row,) = [line for line in CONFIGS_DOC.read_text().splitlines() if line.startswith(f"| model | `{name}` |")]
+    assert f"{PARAM_COUNTS[name]:,}" in row
+    if MODELS[name] in FAMILY:
+        assert f"{PARAM_COUNTS[name]:,}" in regnet.models.small_cnn.__doc__
+    # forward and backward on a tiny batch of the paired dataset's shape; every parameter learns
+    x = torch.randn(2, cfg.data.in_channels, cfg.data.image_size, cfg.data.image_size)  # (N, C, H, W)
+    y = torch.tensor([0, 1])
     model.train()
-    assert model(x).shape == (3, cfg.data.num_classes)
+    logits = model(x)
+    assert logits.shape == (2, cfg.data.num_classes)
+    nn.functional.cross_entropy(logits, y).backward()
+    no_grad = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not no_grad, f"{name}: no gradient for {no_grad}"
     model.eval()
     with torch.no_grad():
         out = model(x)
-    assert out.shape == (3, cfg.data.num_classes) and torch.isfinite(out).all()
+    assert out.shape == (2, cfg.data.num_classes) and torch.isfinite(out).all()
 
 
-# --- LeNet-5 (seed 002) ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("name,overrides,expected", VARIANT_COUNTS)
+def test_documented_variant_parameter_counts(name, overrides, expected):
+    assert n_params(instantiate(composed(f"model={name}", *overrides).model)) == expected
+
+
+def test_registry_is_conf_model():
+    """Nothing registered without a YAML, no YAML without a registered model; the family names itself."""
+    assert sorted(MODELS) == MODEL_YAMLS == sorted(PARAM_COUNTS)
+    assert all(MODELS[cls.name] is cls and registered_name(cls) == cls.name for cls in FAMILY)
+    assert registered_name(nn.Identity) is None
+    # a model outside the registry is named by its full target, never by a piece of it
+    assert model_name(OmegaConf.create({"model": {"_target_": "torch.nn.Identity"}})) == "torch.nn.Identity"
+
+
+def test_models_import_nothing_above_them():
+    """Layers point down: models never import regularizers, training, analysis or the CLI."""
+    above = ("regnet.regularizers", "regnet.module", "regnet.train", "regnet.build", "regnet.analysis",
+             "regnet.callbacks", "regnet.analyze", "regnet.jobs", "regnet.results")  # fmt: skip
+    for path in sorted((REPO / "regnet" / "models").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            names += [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            bad = [n for n in names if n.startswith(above)]
+            assert not bad, f"{path.name} imports {bad}"
+
+
+# --- initialisations (regnet/models/init.py) ----------------------------------------------------------------
+def test_glorot_init_has_glorots_bound_and_zero_biases_on_request():
+    torch.manual_seed(0)
+    model = LeNet(init="default")
+    glorot_init_(model, zero_bias=True)
+    conv1 = model.features[0]  # fan_in 25, fan_out 150
+    bound = (6 / (25 + 150)) ** 0.5
+    assert bound * 0.9 < conv1.weight.abs().max() <= bound
+    assert all((m.bias == 0).all() for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
+    assert LeNet(init="glorot").features[0].bias.abs().sum() == 0  # the study's glorot zeroes biases
+    kept = ConvNet(init="xavier").features[0].bias  # the convnet_ablation study's xavier keeps PyTorch's
+    assert kept.abs().sum() > 0
+
+
+def test_orthogonal_init_makes_every_weight_matrix_orthogonal():
+    torch.manual_seed(0)
+    model = LeNet(init="default")
+    orthogonal_init_(model)
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            s = torch.linalg.svdvals(m.weight.detach().reshape(m.weight.shape[0], -1))  # out × in·k·k
+            assert torch.allclose(s, torch.ones_like(s), atol=1e-5) and (m.bias == 0).all()
+    torch.manual_seed(1)
+    a = LeNet(init="orthogonal")
+    torch.manual_seed(1)
+    b = LeNet(init="default")
+    orthogonal_init_(b)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))  # model.init uses the one init
+
+
+# --- LeNet-5 (lenet5_lecun) ---------------------------------------------------------------------------------
 def test_lenet5_c3_table_is_lecuns():
     mask = c3_mask()  # (16, 6)
     assert mask.sum() == 60
@@ -79,7 +163,7 @@ def test_lenet5_c3_table_is_lecuns():
 
 def test_lenet5_trainable_parameters_match_the_paper():
     model = LeNet5()
-    assert model.trainable_parameters() == 60_850
+    assert model.trainable_parameters() == 60_850 and n_params(model) == 61_750  # + 900 masked C3 weights
     assert n_params(model.c1) == 156 and n_params(model.s2) == 12 and model.c3.connections() == 1_516
     assert n_params(model.s4) == 32 and n_params(model.c5) == 48_120 and n_params(model.f6) == 10_164
 
@@ -124,7 +208,7 @@ def test_lenet5_rejects_unpadded_mnist():
         LeNet5(image_size=28)
 
 
-# --- ConvNet (seed 003) ---------------------------------------------------------------------------------
+# --- ConvNet (convnet_ablation) -----------------------------------------------------------------------------
 def test_convnet_dropout_one_zeroes_the_last_layers_input_in_training():
     torch.manual_seed(0)
     model = ConvNet(dropout=1.0)
@@ -162,7 +246,7 @@ def test_convnet_xavier_init_has_glorots_bound():
     assert ConvNet(init="default").features[0].weight.abs().max() > 1.5 * xavier_bound
 
 
-# --- seed-004 family ------------------------------------------------------------------------------------
+# --- the mnist_small_cnns family (regnet/models/small_cnn.py) -----------------------------------------------
 def test_small_cnns_are_the_studys_sequentials():
     drop = LeNetDrop()
     assert [type(m).__name__ for m in drop.features[0]] == ["Conv2d", "ReLU", "Dropout2d", "MaxPool2d"]
@@ -175,3 +259,17 @@ def test_small_cnns_are_the_studys_sequentials():
     assert LeNetDL(kernel2=3).features[1][0].padding == (1, 1)
     with pytest.raises(ValueError, match="kernel=4"):
         LeNetDL(kernel2=4)
+
+
+def test_small_cnn_family_is_one_class_with_a_row_each():
+    assert all(issubclass(cls, regnet.models.small_cnn.SmallCNN) for cls in FAMILY)
+    assert [cls.name for cls in FAMILY] == ["lenet_small", "lenet_bn", "lenet_drop", "lenet_drop_bn", "lenet_dl",
+                                            "lenet_deep"]  # fmt: skip
+    # the YAML's dropout values are the row's defaults; a run may change them
+    for cls in FAMILY:
+        node = composed(f"model={cls.name}").model
+        assert (node.dropout2d, node.dropout) == (cls.arch.dropout2d, cls.arch.dropout)
+    assert not any(isinstance(m, nn.Dropout) for m in LeNetDrop(dropout=0.0).modules())
+    assert "kernel2" in inspect.signature(LeNetDL).parameters
+    with pytest.raises(ValueError, match="lenet_deep does not fit 8×8"):
+        LeNetDeep(image_size=8)

@@ -16,7 +16,7 @@ from omegaconf import open_dict
 from torch.optim import lr_scheduler as tls
 
 from regnet.train import train
-from tests.conftest import compose_cfg, tiny
+from tests.conftest import CONF, compose_cfg, tiny
 
 EPOCHS, STEPS_PER_EPOCH, LR = 3, 3, 1e-2
 
@@ -84,6 +84,38 @@ def test_logged_lr_sequence_equals_pytorchs(case, data_root, tmp_path):
     assert len(logged) == n
     assert logged.tolist() == pytest.approx(expected, rel=1e-6)
     assert len(set(round(v, 12) for v in expected)) > 1  # the schedule does change the lr
+
+
+def yaml_lrs(sched: str, total: int, lr: float = 0.1) -> list[float]:
+    """The lr in force at each of ``total`` intervals for ``sched=<name>`` as its YAML stands."""
+    cfg = compose_cfg([f"sched={sched}"]).sched
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+    scheduler = instantiate(cfg.scheduler)(opt, total_steps=total) if cfg.scheduler is not None else None
+    lrs = []
+    for _ in range(total):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        if scheduler is not None:
+            scheduler.step()
+    return lrs
+
+
+# what each conf/sched YAML's comment says it does to the lr over 12 intervals, starting from optim.lr 0.1
+DOCUMENTED = {
+    "none": lambda lrs, s: lrs == [0.1] * 12,  # constant
+    "multistep": lambda lrs, s: lrs == pytest.approx([0.1] * 4 + [0.01] * 4 + [0.001] * 4),  # × 0.1 at 1/3, 2/3
+    "exponential": lambda lrs, s: lrs == pytest.approx([0.1 * 0.9**k for k in range(12)]),  # × gamma 0.9
+    "cosine": lambda lrs, s: lrs[0] == 0.1 and all(a > b for a, b in zip(lrs, lrs[1:])) and lrs[-1] < 0.01,
+    "cyclic": lambda lrs, s: lrs[0] == pytest.approx(s.base_lr) and lrs[1] > lrs[0],  # rises from base_lr
+    "cosine_warm_restarts": lambda lrs, s: lrs[0] == 0.1 and lrs[1] < 0.1,  # anneals (restarts at T_0 250)
+}
+
+
+@pytest.mark.parametrize("sched", sorted(p.stem for p in (CONF / "sched").glob("*.yaml")))
+def test_every_sched_yaml_changes_the_lr_as_documented(sched):
+    cfg = compose_cfg([f"sched={sched}"]).sched
+    assert cfg.interval in ("step", "epoch")
+    assert DOCUMENTED[sched](yaml_lrs(sched, 12), cfg.scheduler)
 
 
 def test_cosine_t_max_null_anneals_over_the_whole_run():

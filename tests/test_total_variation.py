@@ -100,7 +100,8 @@ def test_decision_plane_layout_and_distance():
     assert distance_to_boundary(torch.ones(res, res, dtype=torch.long), 1, zoom) == math.inf
 
 
-@pytest.mark.parametrize("zoom,res,match", [(0, 10, "zoom=0"), (-0.01, 10, "zoom=-0.01"), (0.01, 1, "resolution=1")])
+@pytest.mark.parametrize("zoom,res,match", [(0, 10, "zoom=0"), (-0.01, 10, "zoom=-0.01"), (0.01, 1, "resolution=1"),
+                                            (0.01, 10**8, "resolution=100000000 is invalid")])  # fmt: skip
 def test_bad_grid(zoom, res, match):
     v = torch.zeros(1, 2, 2)
     with pytest.raises(ValueError, match=match):

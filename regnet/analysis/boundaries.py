@@ -1,4 +1,4 @@
-"""Decision boundaries in random 2-D planes through input space (seed 000, Tables 2/3).
+"""Decision boundaries in random 2-D planes through input space (hoffman2019_mnist, Tables 2/3).
 
 A plane through a test input x0 (in the model's normalised input space) is spanned by two orthonormal
 directions v1, v2 (Gram–Schmidt on Gaussian draws, unit L2 norm). The label image holds the predicted class
@@ -41,11 +41,15 @@ class PlaneParams:
     plane: int
 
 
+MAX_RESOLUTION = 10_000  # 10⁸ points per plane: hours per model even on a GPU
+
+
 def check_grid(zoom: float, resolution: int) -> None:
     if not (isinstance(zoom, (int, float)) and zoom > 0 and math.isfinite(zoom)):
         raise ValueError(f"zoom={zoom!r} is invalid: it must be a positive number (the grid spans ±1/zoom), e.g. 0.01")
-    if not isinstance(resolution, int) or resolution < 2:
-        raise ValueError(f"resolution={resolution!r} is invalid: it must be an integer ≥ 2 (points per axis), e.g. 250")
+    if not isinstance(resolution, int) or not 2 <= resolution <= MAX_RESOLUTION:
+        raise ValueError(f"resolution={resolution!r} is invalid: it must be an integer in [2, {MAX_RESOLUTION}] (points "
+                         "per axis, resolution² forward passes per plane and zoom), e.g. 250")  # fmt: skip
 
 
 def orthonormal_directions(shape: Sequence[int], generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:

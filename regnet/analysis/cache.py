@@ -21,7 +21,8 @@ from typing import Any, TypeVar
 import torch
 
 from regnet import __version__
-from regnet.results import LAST_CHECKPOINT, write_atomic
+from regnet.files import write_atomic
+from regnet.results import LAST_CHECKPOINT
 
 VERSION = 1
 T = TypeVar("T")

@@ -131,6 +131,10 @@ def find_runs(root: str | Path) -> Sweep:
             sweep.problems.append({"run_dir": str(run_dir), "status": str(status), "reason": _one_line(reason)})
         elif results.get("test_acc") is None:
             sweep.problems.append({"run_dir": str(run_dir), "status": "no_test_acc", "reason": "test_acc is null"})
+        elif isinstance(results["test_acc"], bool) or not isinstance(results["test_acc"], (int, float)):
+            sweep.runs.remove(results)
+            sweep.problems.append({"run_dir": str(run_dir), "status": "corrupt",
+                                   "reason": f"{RESULTS}: test_acc={results['test_acc']!r} is not a number"})  # fmt: skip
     if not sweep.runs and not sweep.problems:
         raise NoRunsError(f"no runs below {root}: expected <run dir>/{RESULTS} files written by python -m regnet.train")
     return sweep
@@ -154,7 +158,10 @@ def run_config(run_dir: str | Path, results: dict[str, Any] | None = None) -> Di
     run_dir = Path(run_dir)
     hydra_cfg = run_dir / ".hydra" / "config.yaml"
     if hydra_cfg.is_file():
-        return OmegaConf.load(hydra_cfg)
+        try:
+            return OmegaConf.load(hydra_cfg)
+        except Exception as e:  # noqa: BLE001 — unreadable or not YAML
+            raise UnloadableRunError(f"{hydra_cfg} cannot be read: {_one_line(e)}") from e
     results = results if results is not None else json.loads((run_dir / RESULTS).read_text())
     if not results.get("config"):
         raise UnloadableRunError(f"{run_dir} has neither .hydra/config.yaml nor a config in {RESULTS}: cannot rebuild it")
@@ -175,15 +182,15 @@ def load_run(run_dir: str | Path, device: str | torch.device | None = None, data
     run_dir = Path(run_dir)
     results_path = run_dir / RESULTS
     results = json.loads(results_path.read_text()) if results_path.is_file() else {}
-    cfg = run_config(run_dir, results)
-    with open_dict(cfg):
-        if data_root is not None:
-            cfg.data.root = str(data_root)
-        cfg.data.on_device = False
+    cfg = run_config(run_dir, results)  # UnloadableRunError without a config
     ckpt = run_dir / LAST_CHECKPOINT
     if not ckpt.is_file():
         raise UnloadableRunError(f"{ckpt} is missing: the run has no checkpoint to analyse (train it, or drop it from the sweep)")
     try:
+        with open_dict(cfg):
+            if data_root is not None:
+                cfg.data.root = str(data_root)
+            cfg.data.on_device = False
         module, datamodule, _ = build(cfg)
     except Exception as e:  # noqa: BLE001 — any error of the run's own config: this run is skipped, not the analysis
         raise UnloadableRunError(f"the model cannot be rebuilt from the run's config: {_one_line(e)}") from e

@@ -5,7 +5,7 @@ The seed studies reported mean ± 95 % CI over n = 5 seeds. regnet uses the samp
 
     ci95 = t_{0.975, n−1} · s / √n,     s² = Σ (x_i − x̄)² / (n − 1)
 
-(the seed 000 notebook used the population std, ddof = 0, which understates the interval).
+(the hoffman2019_mnist notebook used the population std, ddof = 0, which understates the interval).
 """
 
 from __future__ import annotations

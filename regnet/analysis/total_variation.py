@@ -5,7 +5,7 @@ For a label image L (H, W) with Δrow[i, j] = L[i+1, j] − L[i, j] and Δcol[i,
     anisotropic TV = Σ |Δrow| + Σ |Δcol|              over all (H−1)·W + H·(W−1) neighbouring pairs
     isotropic TV   = Σ √(Δrow² + Δcol²)                over the (H−1)·(W−1) grid
 
-``mode="labels"`` uses differences of class indices, as the seed 000 study did (a 0|9 boundary counts nine
+``mode="labels"`` uses differences of class indices, as the hoffman2019_mnist study did (a 0|9 boundary counts nine
 times a 3|4 one, so the value depends on how classes are numbered). ``mode="boundary"`` (default) sets each
 Δ to 1 where the label changes and 0 elsewhere: it counts boundary, independent of class numbering.
 """

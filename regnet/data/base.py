@@ -2,19 +2,22 @@
 it there, and normalise (and augment) each batch on that device after transfer.
 
 A dataset file (``mnist.py``, ``cifar100.py``, ...) only says where its files are and how torchvision
-reads them (``load``), plus its constants (classes, channels, size, mean/std from the seed studies).
+reads them (``load``), plus its constants (classes, channels, size, and the mean/std its studies used).
+The augmentation (``augment=<name>``, ``regnet/augment``) comes in built, as ``data.augment``.
 """
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
 import torch
 from torch import Tensor
 
-from regnet.data.augment import PRESETS, check_preset, make_generator
+from regnet.augment import Augmentation, make_generator, preset
 from regnet.data.batches import TensorBatches
 from regnet.locks import exclusive
 
@@ -25,6 +28,51 @@ class DatasetNotFoundError(FileNotFoundError):
 
 class CorruptDatasetError(RuntimeError):
     """Dataset files exist but cannot be read."""
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _as_tuple(value):
+    """A list from the config as a tuple; anything else (a bare number, a string) as it is, for the check."""
+    return tuple(value) if isinstance(value, Sequence) and not isinstance(value, str) else value
+
+
+def check_settings(dataset: type, *, batch_size, eval_batch_size, val_fraction, val_seed, download, on_device,
+                   pad, mean, std, in_channels, num_classes, image_size) -> None:
+    """One line naming the ``data.`` key of the first bad setting; nothing is read before these pass."""
+    if not _is_int(pad) or pad < 0:  # first: image_size depends on it
+        raise ValueError(f"data.pad={pad!r} is invalid: it must be an integer ≥ 0")
+    # the config repeats these so that models can read them (${data.num_classes}); they must agree
+    for key, given, actual in (
+        ("in_channels", in_channels, dataset.in_channels),
+        ("num_classes", num_classes, dataset.num_classes),
+        ("image_size", image_size, dataset.image_size + 2 * pad),
+    ):
+        if given is not None and given != actual:
+            raise ValueError(f"data.{key}={given!r} does not match {dataset.name}: it is {actual} (pad={pad})")
+    for key, value in (("data.batch_size", batch_size), ("data.eval_batch_size", eval_batch_size)):
+        if not _is_int(value) or value <= 0:
+            raise ValueError(f"{key}={value!r} is invalid: it must be a positive integer")
+    if not _is_number(val_fraction) or not (val_fraction == 0 or 0 < val_fraction < 1):
+        raise ValueError(f"data.val_fraction={val_fraction!r} is invalid: use 0 (no validation) or a value in (0, 1)")
+    if not _is_int(val_seed) or not 0 <= val_seed < 2**63:
+        raise ValueError(f"data.val_seed={val_seed!r} is invalid: it must be an integer ≥ 0")
+    for key, value in (("data.download", download), ("data.on_device", on_device)):
+        if not isinstance(value, bool):
+            raise ValueError(f"{key}={value!r} is invalid: use true or false")
+    for key, values, positive in (("data.mean", mean, False), ("data.std", std, True)):
+        ok = isinstance(values, tuple) and len(values) == dataset.in_channels
+        if not ok or not all(_is_number(v) and (v > 0 or not positive) for v in values):
+            what = "a positive number" if positive else "a number"
+            shown = list(values) if isinstance(values, tuple) else values
+            raise ValueError(f"{key}={shown!r} is invalid: give {what} per channel ({dataset.name} has "
+                             f"{dataset.in_channels}), e.g. {key}={list(getattr(dataset, key[5:]))}")
 
 
 class ImageDataModule(L.LightningDataModule):
@@ -49,35 +97,24 @@ class ImageDataModule(L.LightningDataModule):
         mean: list[float] | None = None,
         std: list[float] | None = None,
         seed: int = 0,
-        augment: str = "none",
+        augment: Augmentation | str | None = None,
         in_channels: int | None = None,
         num_classes: int | None = None,
         image_size: int | None = None,
     ):
         super().__init__()
-        # the config repeats these so that models can read them (${data.num_classes}); they must agree
         native = type(self)
-        for key, given, actual in (
-            ("in_channels", in_channels, native.in_channels),
-            ("num_classes", num_classes, native.num_classes),
-            ("image_size", image_size, native.image_size + 2 * pad),
-        ):
-            if given is not None and given != actual:
-                raise ValueError(f"data.{key}={given!r} does not match {native.name}: it is {actual} (pad={pad})")
-        for key, value in (("data.batch_size", batch_size), ("data.eval_batch_size", eval_batch_size)):
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{key}={value!r} is invalid: it must be a positive integer")
-        if not (val_fraction == 0 or 0 < val_fraction < 1):
-            raise ValueError(f"data.val_fraction={val_fraction!r} is invalid: use 0 (no validation) or a value in (0, 1)")
-        if pad < 0:
-            raise ValueError(f"data.pad={pad!r} is invalid: it must be ≥ 0")
+        mean = native.mean if mean is None else _as_tuple(mean)
+        std = native.std if std is None else _as_tuple(std)
+        check_settings(native, batch_size=batch_size, eval_batch_size=eval_batch_size, val_fraction=val_fraction,
+                       val_seed=val_seed, download=download, on_device=on_device, pad=pad, mean=mean, std=std,
+                       in_channels=in_channels, num_classes=num_classes, image_size=image_size)
         self.root = Path(os.path.expanduser(str(root)))
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.val_fraction, self.val_seed = float(val_fraction), val_seed
         self.download, self.on_device, self.pad, self.seed = download, on_device, pad, seed
-        self.mean = tuple(mean) if mean is not None else type(self).mean
-        self.std = tuple(std) if std is not None else type(self).std
-        self.augment = check_preset(augment)
+        self.mean, self.std = mean, std
+        self.augment = preset(augment) if isinstance(augment, str) else augment or Augmentation()
         self._augment_step = 0  # training batches augmented so far: seeds the per-batch generator
         self.image_size = native.image_size + 2 * pad
         self.splits: dict[str, tuple[Tensor, Tensor]] = {}
@@ -160,13 +197,12 @@ class ImageDataModule(L.LightningDataModule):
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         images, labels = batch
-        if self.augment == "none" or self.trainer is None or not self.trainer.training:
+        if not self.augment or self.trainer is None or not self.trainer.training:
             return self.normalize(images), labels
-        geometric, after_norm = PRESETS[self.augment]
         g = make_generator(images.device, self.seed, self._augment_step, self.trainer.global_rank)
         self._augment_step += 1
-        x = geometric(images.float() / 255.0, g)  # [0, 1] images, zero fill
-        return after_norm(normalize(x, self._mean, self._std), g), labels
+        x = self.augment.before_normalization(images.float() / 255.0, g)  # [0, 1] images, zero fill
+        return self.augment.after_normalization(normalize(x, self._mean, self._std), g), labels
 
     @property
     def pixel_stats(self) -> dict:

@@ -1,5 +1,5 @@
 """CIFAR-100 (Krizhevsky 2009): 50k/10k 32×32 colour images, 100 fine classes.
-Normalisation as the seed-001 study: mean (0.5071, 0.4865, 0.4409), std (0.2009, 0.1984, 0.2023)."""
+Normalisation as the cifar100_resnet18 study: mean (0.5071, 0.4865, 0.4409), std (0.2009, 0.1984, 0.2023)."""
 
 import torchvision
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import gzip
 import shutil
+import zlib
 from pathlib import Path
 
-import torch
 import torchvision
 from torch import Tensor
 
@@ -42,11 +42,24 @@ class IdxDataModule(ImageDataModule):
             if all((source / f"{name}.gz").is_file() for name in self._file_names()):
                 self.raw_folder.mkdir(parents=True, exist_ok=True)
                 for name in self._file_names():
-                    tmp = self.raw_folder / f".{name}.tmp"
-                    with gzip.open(source / f"{name}.gz", "rb") as src, open(tmp, "wb") as dst:
-                        shutil.copyfileobj(src, dst)
-                    tmp.replace(self.raw_folder / name)
+                    self._decompress(source / f"{name}.gz", self.raw_folder / name)
                 return
+
+    def _decompress(self, gz: Path, target: Path) -> None:
+        """``gz`` decompressed into ``target`` through a temporary file, which never outlives a failure: a
+        truncated or damaged archive names itself and leaves nothing behind."""
+        tmp = target.with_name(f".{target.name}.tmp")
+        try:
+            with gzip.open(gz, "rb") as src, open(tmp, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+        except (gzip.BadGzipFile, EOFError, zlib.error) as err:  # the archive, not the disk (a full disk: OSError)
+            tmp.unlink(missing_ok=True)
+            raise CorruptDatasetError(f"{self.name}: {gz} cannot be decompressed ({type(err).__name__}: {err}); it is "
+                                      "truncated or damaged: replace it, or delete it and download again") from err
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        tmp.replace(target)
 
     def _download(self) -> None:
         expected = ", ".join(self._file_names())

@@ -1,4 +1,4 @@
-"""MNIST (LeCun et al. 1998): 60k/10k 28×28 grey digits. Normalisation 0.1307/0.3081 as seed 000."""
+"""MNIST (LeCun et al. 1998): 60k/10k 28×28 grey digits. Normalisation 0.1307/0.3081 as hoffman2019_mnist."""
 
 import torchvision
 

@@ -26,7 +26,7 @@ from lightning.pytorch.loggers import CSVLogger as LightningCSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
-from regnet.results import temp_beside
+from regnet.files import replacing
 
 
 class _AppendingWriter(ExperimentWriter):
@@ -90,14 +90,8 @@ def drop_repeated_rows(path: Path) -> None:
 
 
 def _write_atomic_csv(path: Path, fields: list[str], rows: list[dict]) -> None:
-    """Replace ``path`` by a CSV of ``rows``: written next to it, then renamed over it."""
-    fd, tmp = temp_beside(path)
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=fields)
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Replace ``path`` by a CSV of ``rows``, atomically (:func:`regnet.files.replacing`)."""
+    with replacing(path, newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)

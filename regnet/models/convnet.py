@@ -1,5 +1,5 @@
-"""The two-convolution network of the seed-003 study ("what each ingredient does"), PyTorch's classic
-MNIST example: 431,080 parameters on 28×28 inputs (431,220 with ``batchnorm``).
+"""The two-convolution network of the ``convnet_ablation`` study ("what each ingredient does"), PyTorch's classic
+MNIST example (after LeCun et al. 1998's LeNet): 431,080 parameters on 28×28 inputs (431,220 with ``batchnorm``).
 
     x (N, 1, 28, 28)
     conv 1→20 5×5 → act → maxpool 2 [→ BatchNorm2d]      (N, 20, 12, 12)
@@ -7,10 +7,12 @@ MNIST example: 431,080 parameters on 28×28 inputs (431,220 with ``batchnorm``).
     flatten → fc 800→500 → relu → dropout p → fc 500→10   (N, 10) logits [→ log_softmax]
 
 ``activation`` (relu | sigmoid) is used in the two conv blocks only, fc1 keeps ReLU, as the study's
-sigmoid variant did. BatchNorm comes after the pooling (the study's order). ``dropout`` p ∈ [0, 1] is
-``nn.Dropout`` before the last layer: p = 1 zeroes fc2's input in training, so the network outputs only
-fc2's bias and trains to chance (the study's "dropout 1.0" row). ``init: xavier`` is xavier-uniform on
-every conv/fc weight (Glorot & Bengio 2010), biases left at PyTorch's default, as the study did.
+sigmoid variant did. BatchNorm (Ioffe & Szegedy 2015, Algorithm 1) comes after the pooling (the study's order).
+``dropout`` p ∈ [0, 1] is ``nn.Dropout`` (Srivastava et al. 2014, Sec. 4) before the last layer: p = 1 zeroes
+fc2's input in training, so the network outputs only fc2's bias and trains to chance (the study's "dropout 1.0"
+row). ``init: xavier`` is xavier-uniform on
+every conv/fc weight (``glorot_init_``: Glorot & Bengio 2010, Eq. 16), biases left at PyTorch's default, as the
+study did.
 ``log_softmax: true`` makes the network emit log-probabilities, as the study's ``F.log_softmax`` did; pair
 it with ``loss=nll`` (with cross_entropy or bce_onehot it changes nothing: both softmax their input, and
 log_softmax is idempotent).
@@ -18,26 +20,31 @@ log_softmax is idempotent).
 
 from __future__ import annotations
 
+from typing import Literal
+
 from torch import Tensor, nn
 
 from regnet.models.common import activation as make_activation
 from regnet.models.common import check_dropout, check_fits, conv_out
+from regnet.models.init import glorot_init_
 
 INITS = ("default", "xavier")
 CONV_ACTIVATIONS = ("relu", "sigmoid")
 
 
 class ConvNet(nn.Module):
+    """The study's network; its ablation switches first, then the input shape and classes (from the data config)."""
+
     def __init__(
         self,
+        activation: Literal["relu", "sigmoid"] = "relu",
+        dropout: float = 0.0,
+        batchnorm: bool = False,
+        init: Literal["default", "xavier"] = "default",
+        log_softmax: bool = False,
         in_channels: int = 1,
         num_classes: int = 10,
         image_size: int = 28,
-        activation: str = "relu",
-        dropout: float = 0.0,
-        batchnorm: bool = False,
-        init: str = "default",
-        log_softmax: bool = False,
     ):
         super().__init__()
         if activation not in CONV_ACTIVATIONS:
@@ -58,9 +65,7 @@ class ConvNet(nn.Module):
         )
         self.log_softmax = bool(log_softmax)
         if init == "xavier":
-            for m in self.modules():
-                if isinstance(m, (nn.Conv2d, nn.Linear)):
-                    nn.init.xavier_uniform_(m.weight)
+            glorot_init_(self, zero_bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
         z = self.classifier(self.features(x))  # (N, num_classes)

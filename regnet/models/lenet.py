@@ -1,5 +1,5 @@
-"""LeNet as used by Hoffman, Roberts & Yaida 2019 ("Robust Learning with Jacobian Regularization") and the
-seed-000 study: 61,706 parameters on 28×28 MNIST.
+"""LeNet as used by Hoffman, Roberts & Yaida 2019 ("Robust Learning with Jacobian Regularization"; a LeNet after
+LeCun et al. 1998) and the ``hoffman2019_mnist`` study: 61,706 parameters on 28×28 MNIST.
 
     x (N, 1, 28, 28)
     conv 1→6 5×5 pad 2 → act → maxpool 2      (N, 6, 14, 14)
@@ -9,15 +9,19 @@ seed-000 study: 61,706 parameters on 28×28 MNIST.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from torch import Tensor, nn
 
 from regnet.models.common import activation, check_dropout, check_fits, conv_out
-from regnet.regularizers.svb import orthogonal_init_
+from regnet.models.init import glorot_init_, orthogonal_init_
 
 INITS = ("glorot", "orthogonal", "default")
 
 
 class LeNet(nn.Module):
+    """``init``: glorot (the study's xavier-uniform, zero biases) | orthogonal (what SVB starts from) | default."""
+
     def __init__(
         self,
         in_channels: int = 1,
@@ -25,7 +29,7 @@ class LeNet(nn.Module):
         image_size: int = 28,
         activation: str = "tanh",
         dropout: float = 0.5,
-        init: str = "glorot",
+        init: Literal["glorot", "orthogonal", "default"] = "glorot",
     ):
         super().__init__()
         act = _act_factory(activation)
@@ -54,15 +58,10 @@ def _act_factory(name: str):
 
 
 def init_weights_(model: nn.Module, init: str) -> None:
-    """glorot: xavier-uniform weights, zero biases (Glorot & Bengio 2010); orthogonal: as SVB starts from;
-    default: PyTorch's own."""
+    """glorot: ``glorot_init_`` with zero biases; orthogonal: ``orthogonal_init_``; default: PyTorch's own."""
     if init not in INITS:
         raise ValueError(f"init={init!r} is unknown: use one of {list(INITS)}")
     if init == "orthogonal":
         orthogonal_init_(model)
     elif init == "glorot":
-        for m in model.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                nn.init.xavier_uniform_(m.weight)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+        glorot_init_(model, zero_bias=True)

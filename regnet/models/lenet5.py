@@ -1,5 +1,5 @@
 """LeNet-5 of LeCun, Bottou, Bengio & Haffner 1998 ("Gradient-based learning applied to document
-recognition", Sec. II.B and Table I), as the seed-002 study built it.
+recognition", Sec. II.B and Table I), as the ``lenet5_lecun`` study built it.
 
     x (N, 1, 32, 32)                 MNIST padded by 2 (data.pad=2), background −0.1, foreground 1.175
     C1 conv 1→6 5×5 → tanh            (N, 6, 28, 28)

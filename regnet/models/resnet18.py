@@ -1,6 +1,7 @@
-"""torchvision's ResNet-18 (He et al. 2016) with a choice of stem.
+"""torchvision's ResNet-18 (He, Zhang, Ren & Sun 2016, "Deep Residual Learning for Image Recognition", Table 1, the
+18-layer column, with the identity shortcuts of Eq. 1 and the projection shortcuts of Eq. 2) with a choice of stem.
 
-``stem: imagenet`` is torchvision's 7×7 stride-2 conv + 3×3 max-pool, as the seed-001 study used on
+``stem: imagenet`` is torchvision's 7×7 stride-2 conv + 3×3 max-pool, as the ``cifar100_resnet18`` study used on
 CIFAR-100 (11,227,812 parameters at 100 classes); ``stem: cifar`` is the usual CIFAR variant, a 3×3
 stride-1 conv and no max-pool, which keeps 32×32 inputs at full resolution in the first stage.
 """

@@ -1,10 +1,12 @@
 """Regularizers: one file each, one YAML each in ``conf/reg/``.
 
-See ``base.Regularizer`` for the hooks a regularizer can use.
+See ``base.Regularizer`` for the hooks a regularizer can use and ``base.weight_matrices`` for the weights the
+weight-matrix regularizers see. Regularizers may use the models' building blocks (``regnet.models.init``,
+``SparseConv2d``); models never import regularizers.
 """
 
-from regnet.regularizers.base import Regularizer
+from regnet.regularizers.base import Regularizer, weight_matrices
 from regnet.regularizers.jacobian import jacobian_penalty
-from regnet.regularizers.svb import orthogonal_init_, svb_project_
+from regnet.regularizers.svb import svb_project_
 
-__all__ = ["Regularizer", "jacobian_penalty", "orthogonal_init_", "svb_project_"]
+__all__ = ["Regularizer", "jacobian_penalty", "svb_project_", "weight_matrices"]

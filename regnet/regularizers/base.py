@@ -10,13 +10,22 @@ A regularizer touches training at one or more of these points, each a no-op by d
   ``train/<name>``).
 - ``callbacks()``: Lightning callbacks (e.g. SVB's projection after the optimizer step).
 
-Composition (``reg=[l2,jacobian]``) applies every regularizer's hooks in order.
+Composition (``reg=[l2,jacobian]``) applies every regularizer's hooks in order; at most one of them may replace
+the forward pass (``check_composition``).
+
+``weight_matrices`` is the one definition of the weight matrices a regularizer sees (SVB, soft SVB, L1, elastic
+net and weight noise use it).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import lightning as L
 from torch import Tensor, nn
+
+from regnet.models.init import DENSE_LAYERS
+from regnet.models.lenet5 import SparseConv2d
 
 
 class Regularizer:
@@ -61,17 +70,56 @@ def check_positive(name: str, value: float, *, allow_zero: bool = True) -> float
     return float(value)
 
 
-def weight_matrices(model: nn.Module) -> list[tuple[str, nn.Module, Tensor]]:
-    """Every Conv/Linear weight as a matrix: (name, module, W of shape out × in·k·k).
+#: the layers whose weight ``weight_matrices`` knows: the dense ones and LeNet-5's sparse convolution
+WEIGHT_LAYERS = (*DENSE_LAYERS, SparseConv2d)
 
-    The reshape is a view, so in-place edits of the matrix edit the layer.
-    """
+
+def weight_layers(model: nn.Module, regularizer: str = "weight_matrices") -> list[tuple[str, nn.Module]]:
+    """Every layer with a weight matrix, (name, module) in ``model.named_modules()`` order: Linear, Conv1d/2d/3d
+    and ``SparseConv2d``. A weight matrix is a parameter with ≥ 2 dimensions; biases and normalisation or
+    subsampling scales (1-D) are not. A module that owns a ≥ 2-D parameter and is none of these layers raises a
+    one-line ``ValueError`` naming it and ``regularizer``: nothing is skipped without a word."""
     out = []
     for name, m in model.named_modules():
-        if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
-            w = m.weight
-            out.append((name, m, w.view(w.shape[0], -1)))
+        if isinstance(m, WEIGHT_LAYERS):
+            out.append((name, m))
+            continue
+        for pname, p in m.named_parameters(recurse=False):
+            if p.dim() >= 2:
+                where = f"{name}.{pname}" if name else pname
+                known = ", ".join(t.__name__ for t in WEIGHT_LAYERS)
+                raise ValueError(
+                    f"{regularizer} does not know the layer {name or type(m).__name__!r} ({type(m).__name__}, "
+                    f"{where} of shape {tuple(p.shape)}): it handles the weights of {known} only"
+                )
     return out
 
 
-__all__ = ["Regularizer", "check_positive", "weight_matrices"]
+def weight_matrices(model: nn.Module, regularizer: str = "weight_matrices") -> list[tuple[str, nn.Module, Tensor]]:
+    """Every layer's weight as a matrix: (name, module, W of shape out × in·k·k), layers as ``weight_layers``.
+
+    For Linear/Conv layers W is a view of the weight, so in-place edits of the matrix edit the layer. For a
+    ``SparseConv2d`` W is the weight the layer applies, ``weight · mask``: a new tensor (differentiable) whose
+    unconnected entries are 0 and get no gradient, so a penalty on it leaves them at 0; it cannot be edited in
+    place (SVB refuses such layers).
+    """
+    out = []
+    for name, m in weight_layers(model, regularizer):
+        w = m.weight * m.mask if isinstance(m, SparseConv2d) else m.weight
+        out.append((name, m, w.view(w.shape[0], -1)))
+    return out
+
+
+def check_composition(regularizers: Sequence[Regularizer]) -> None:
+    """One-line ``ValueError`` if more than one regularizer replaces the training forward pass (overrides
+    ``forward``): the module can run only one of them, and the others would be dropped without a word."""
+    replacing = [r.name for r in regularizers if type(r).forward is not Regularizer.forward]
+    if len(replacing) > 1:
+        names = ",".join(r.name for r in regularizers)
+        raise ValueError(
+            f"reg=[{names}]: {' and '.join(replacing)} each replace the training forward pass and only one can; "
+            "keep one of them"
+        )
+
+
+__all__ = ["WEIGHT_LAYERS", "Regularizer", "check_composition", "check_positive", "weight_layers", "weight_matrices"]

@@ -1,6 +1,7 @@
-"""Elastic net (Zou & Hastie 2005, Eq. 3): λ₁ · Σ|w| in the loss plus an L2 term as the optimizer's weight
-decay (``weight_decay`` = λ₂ adds λ₂·w to the gradient, i.e. minimises λ₂/2 · ‖w‖²), exactly as
-``reg=[l1,l2]`` would. The L1 part covers Conv/Linear weights; weight decay covers every parameter, as ``l2``.
+"""Elastic net (Zou & Hastie 2005, "Regularization and variable selection via the elastic net", Eq. 3): λ₁ · Σ|w|
+in the loss plus an L2 term as the optimizer's weight decay (``weight_decay`` = λ₂ adds λ₂·w to the gradient,
+i.e. minimises λ₂/2 · ‖w‖²), exactly as ``reg=[l1,l2]`` would. The L1 part covers the weight matrices
+(``weight_matrices``, as ``l1``); weight decay covers every parameter, as ``l2``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from regnet.regularizers.l1 import l1_norm
 
 
 class Elastic(Regularizer):
+    """Adds ``l1 · Σ|w|`` to the loss and hands ``weight_decay`` to the optimizer."""
+
     name = "elastic"
 
     def __init__(self, l1: float = 1e-5, weight_decay: float = 5e-4):
@@ -19,4 +22,4 @@ class Elastic(Regularizer):
         self.weight_decay = check_positive("reg.elastic.weight_decay", weight_decay)
 
     def penalty(self, model: nn.Module, inputs: Tensor, logits: Tensor, targets: Tensor) -> Tensor:
-        return self.l1 * l1_norm(model)
+        return self.l1 * l1_norm(model, "reg.elastic")

@@ -1,4 +1,6 @@
-"""L1 regularization (Tibshirani 1996, the lasso penalty): λ · Σ_w |w| over every weight tensor.
+"""L1 regularization (Tibshirani 1996, "Regression shrinkage and selection via the lasso", in its
+Lagrangian form): λ · Σ_w |w| over every weight matrix (``weight_matrices``: Conv/Linear weights, and LeNet-5's
+sparse C3 as ``weight · mask``).
 
 Biases and normalisation parameters (1-D tensors) are not penalised, as is usual for weight decay.
 """
@@ -8,18 +10,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from regnet.regularizers.base import Regularizer, check_positive
+from regnet.regularizers.base import Regularizer, check_positive, weight_matrices
 
 
-def penalised_weights(model: nn.Module) -> list[Tensor]:
-    """Every parameter with ≥ 2 dimensions (Conv/Linear weights); biases and norm scales are excluded."""
-    return [p for p in model.parameters() if p.dim() >= 2]
-
-
-def l1_norm(model: nn.Module) -> Tensor:
-    """Σ |w| over ``penalised_weights(model)`` (a differentiable scalar)."""
-    weights = penalised_weights(model)
-    return torch.stack([w.abs().sum() for w in weights]).sum()
+def l1_norm(model: nn.Module, regularizer: str = "reg.l1") -> Tensor:
+    """Σ |w| over ``weight_matrices(model)`` (a differentiable scalar)."""
+    return torch.stack([w.abs().sum() for _, _, w in weight_matrices(model, regularizer)]).sum()
 
 
 class L1(Regularizer):

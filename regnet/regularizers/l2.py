@@ -1,7 +1,7 @@
 """L2 regularization as weight decay in the optimizer.
 
 For SGD, weight decay ``wd`` adds ``wd · w`` to every gradient, i.e. it minimises
-``loss + wd/2 · ‖w‖²`` (Krogh & Hertz 1992; the seed-000 study used wd = 5e-4, as Hoffman et al. 2019).
+``loss + wd/2 · ‖w‖²`` (Krogh & Hertz 1992; the ``hoffman2019_mnist`` study used wd = 5e-4, as Hoffman et al. 2019).
 """
 
 from regnet.regularizers.base import Regularizer, check_positive

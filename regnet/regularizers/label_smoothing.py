@@ -1,10 +1,12 @@
 """Label smoothing (Szegedy et al. 2016, "Rethinking the Inception Architecture", Sec. 7): train against
-q' = (1 − ε)·onehot(y) + ε/C instead of the one-hot target. Cross-entropy is linear in the target, so
+q' = (1 − ε)·onehot(y) + ε/C instead of the one-hot target, whichever loss is in use (``loss=``).
 
-    CE(q', p) = CE(y, p) + ε · (mean_c(−log p_c) − CE(y, p)),
-
-and the regularizer adds the second term as a penalty: the total loss equals
-``F.cross_entropy(logits, y, label_smoothing=ε)`` when the main loss is cross-entropy.
+The regularizer adds ``loss(outputs, q') − loss(outputs, y)`` as its penalty, so the total training loss is the
+chosen loss against the smoothed targets: ``F.cross_entropy(logits, y, label_smoothing=ε)`` for
+``loss=cross_entropy``, BCE of the softmax against q' for ``loss=bce_onehot``, NLL of the log-probabilities
+against q' for ``loss=nll``. Every loss here is linear in its target, so the penalty is
+ε · (loss(outputs, uniform) − loss(outputs, y)). ε must lie in (0, 1): ε = 1 trains against uniform
+targets, which carry no label at all (a run that learns nothing).
 """
 
 from __future__ import annotations
@@ -12,19 +14,23 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from regnet.losses import get_loss
 from regnet.regularizers.base import Regularizer
 
 
 class LabelSmoothing(Regularizer):
     name = "label_smoothing"
 
-    def __init__(self, eps: float = 0.1):
-        if not 0 < eps <= 1:
-            raise ValueError(f"reg.label_smoothing.eps={eps!r} is invalid: it must lie in (0, 1]")
+    def __init__(self, eps: float = 0.1, loss=None):
+        """``loss``: the run's loss (``conf/reg/label_smoothing.yaml`` passes ``${loss}``); cross-entropy if None."""
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < 1:
+            raise ValueError(f"reg.label_smoothing.eps={eps!r} is invalid: it must lie in (0, 1) "
+                             "(eps=1 trains against uniform targets, which carry no label)")
         self.eps = float(eps)
+        self.loss = get_loss(loss if loss is not None else "cross_entropy")
 
     def penalty(self, model: nn.Module, inputs: Tensor, logits: Tensor, targets: Tensor) -> Tensor:
-        log_p = F.log_softmax(logits.float(), dim=-1)  # (N, C)
-        uniform = -log_p.mean(dim=-1)  # (N,) cross-entropy against the uniform distribution
-        nll = F.nll_loss(log_p, targets, reduction="none")  # (N,)
-        return self.eps * (uniform - nll).mean()
+        outputs = logits.float()  # (N, C)
+        num_classes = outputs.shape[1]
+        smoothed = (1 - self.eps) * F.one_hot(targets, num_classes).float() + self.eps / num_classes  # (N, C)
+        return self.loss(outputs, smoothed) - self.loss(outputs, targets)

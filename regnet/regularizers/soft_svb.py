@@ -1,10 +1,12 @@
 """Soft singular value bounding / soft orthogonality (Bansal, Chen & Wang 2018, "Can we gain more from
 orthogonality regularizations in training deep CNNs?", the SO penalty, Eq. 2):
 
-    λ · Σ_layers ‖WᵀW − I‖²_F,   W the Conv/Linear weight as out × in·k·k.
+    λ · Σ_layers ‖WᵀW − I‖²_F,   W the Conv/Linear weight as out × in·k·k (``weight_matrices``).
 
 The Gram matrix is taken on the smaller side (WWᵀ when out < in·k·k, else WᵀW): for a wide matrix
-WᵀW has rank ≤ out and cannot equal I, so the penalty asks for orthonormal rows instead of columns.
+WᵀW has rank ≤ out and cannot equal I, so the penalty asks for orthonormal rows instead of columns. For
+LeNet-5's sparse C3 (``SparseConv2d``) W is the applied weight ``weight · mask``: its unconnected entries get no
+gradient from the penalty and stay 0.
 """
 
 from __future__ import annotations
@@ -23,11 +25,13 @@ def orthogonality_gap(w: Tensor) -> Tensor:
 
 
 class SoftSVB(Regularizer):
+    """Adds ``lam · Σ orthogonality_gap(W)`` over every weight matrix to the loss."""
+
     name = "soft_svb"
 
     def __init__(self, lam: float = 1e-4):
         self.lam = check_positive("reg.soft_svb.lam", lam)
 
     def penalty(self, model: nn.Module, inputs: Tensor, logits: Tensor, targets: Tensor) -> Tensor:
-        gaps = [orthogonality_gap(w) for _, _, w in weight_matrices(model)]
+        gaps = [orthogonality_gap(w) for _, _, w in weight_matrices(model, "reg.soft_svb")]
         return self.lam * torch.stack(gaps).sum()

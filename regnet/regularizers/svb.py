@@ -2,8 +2,14 @@
 Singular Value Bounding", Algorithm 1).
 
 Every ``every`` optimizer steps, each Conv/Linear weight W (a conv reshaped to out × in·k·k) is replaced by
-U · clip(Σ, 1/(1+ε), 1+ε) · Vᵀ, so all its singular values lie in [1/(1+ε), 1 + ε]. Models start from an
-orthogonal initialisation (all singular values 1), as in the paper and the seed-000 study.
+U · clip(Σ, 1/(1+ε), 1+ε) · Vᵀ, so all its singular values lie in [1/(1+ε), 1 + ε] (Algorithm 1).
+Models start from an orthogonal initialisation (all singular values 1; ``regnet.models.init.orthogonal_init_``),
+as in the paper and the ``hoffman2019_mnist`` study.
+
+The layers are ``weight_matrices``'s. A sparse layer (LeNet-5's ``SparseConv2d``, ``model=lenet5``) is refused
+with one line, at setup: clipping the singular values of its masked weight would fill in the connections its
+mask keeps at zero (and re-masking would move the singular values out of the band again), so no projection keeps
+both promises. ``reg=soft_svb`` covers it (its penalty is on ``weight · mask`` and leaves the mask's zeros at 0).
 """
 
 from __future__ import annotations
@@ -14,14 +20,28 @@ import torch
 from torch import Tensor, nn
 
 from regnet.errors import Diverged
+from regnet.models.init import orthogonal_init_
+from regnet.models.lenet5 import SparseConv2d
 from regnet.regularizers.base import Regularizer, check_positive, weight_matrices
+
+
+def projectable_matrices(module: nn.Module) -> list[tuple[str, nn.Module, Tensor]]:
+    """``weight_matrices(module)``, each a view of its layer's weight; one-line ``ValueError`` on a sparse layer."""
+    matrices = weight_matrices(module, "reg.svb")
+    for name, m, _ in matrices:
+        if isinstance(m, SparseConv2d):
+            raise ValueError(
+                f"reg.svb cannot bound the singular values of {name} (SparseConv2d, a convolution with fixed "
+                "unconnected kernels): the projection would connect them; use reg=soft_svb, or another model"
+            )
+    return matrices
 
 
 @torch.no_grad()
 def svb_project_(module: nn.Module, eps: float) -> None:
     """Clip the singular values of every Conv/Linear weight of ``module`` into [1/(1+eps), 1+eps], in place."""
     check_positive("eps", eps, allow_zero=False)
-    for name, _, w in weight_matrices(module):
+    for name, _, w in projectable_matrices(module):
         if not bool(torch.isfinite(w).all()):
             raise FloatingPointError(f"{name or 'weight'} has NaN/Inf entries: its singular values cannot be bounded")
         u, s, vh = robust_svd(w.float())  # w: (out, in·k·k)
@@ -50,15 +70,6 @@ def svd_gesvd(w: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return tuple(torch.from_numpy(t).to(w.device, w.dtype) for t in (u, s, vh))
 
 
-@torch.no_grad()
-def orthogonal_init_(module: nn.Module) -> None:
-    """Orthogonal init of every Conv/Linear weight (conv as out × in·k·k), biases to zero."""
-    for _, m, w in weight_matrices(module):
-        nn.init.orthogonal_(w)
-        if m.bias is not None:
-            nn.init.zeros_(m.bias)
-
-
 class SVBCallback(L.Callback):
     """Projects after every ``every``-th optimizer step (when ``trainer.global_step`` has advanced to a
     multiple of ``every``); on other batches the weights are untouched."""
@@ -82,6 +93,8 @@ class SVBCallback(L.Callback):
 
 
 class SVB(Regularizer):
+    """Orthogonal init at setup, then the projection (``svb_project_``, bound 1 + ``eps``) every ``every`` steps."""
+
     name = "svb"
 
     def __init__(self, eps: float = 0.05, every: int = 600, orthogonal_init: bool = True):
@@ -92,6 +105,8 @@ class SVB(Regularizer):
         self.orthogonal_init = orthogonal_init
 
     def setup(self, model: nn.Module) -> None:
+        """Refuse a model SVB cannot bound (one line), then start it from the orthogonal init."""
+        projectable_matrices(model)
         if self.orthogonal_init:
             orthogonal_init_(model)
 

@@ -1,7 +1,7 @@
 """Cosine annealing (Loshchilov & Hutter 2017, Eq. 5 without restarts):
 lr_t = eta_min + (lr_0 − eta_min)(1 + cos(π t / T_max)) / 2.
 
-Seed 004 stepped it per batch with T_max = 1000 (``interval: step``), far shorter than training: PyTorch's
+mnist_small_cnns stepped it per batch with T_max = 1000 (``interval: step``), far shorter than training: PyTorch's
 ``CosineAnnealingLR`` then keeps following the cosine, back up to lr_0 at 2·T_max, and so on.
 ``T_max: null`` anneals once over the whole run (``total_steps``).
 """

@@ -1,7 +1,7 @@
 """Cosine annealing with warm restarts (SGDR, Loshchilov & Hutter 2017, Eq. 5): the lr follows a cosine
 from lr_0 down to ``eta_min`` over T_i steps, then jumps back to lr_0; T_0 = ``T_0``, T_{i+1} = T_mult·T_i.
 
-Seed 004 stepped it per batch: T_0 250, T_mult 2 (LeNetDeep) and T_0 1000, T_mult 1 (SimpleNet, its best
+mnist_small_cnns stepped it per batch: T_0 250, T_mult 2 (LeNetDeep) and T_0 1000, T_mult 1 (SimpleNet, its best
 run).
 """
 

@@ -2,7 +2,7 @@
 moves linearly between ``base_lr`` and ``max_lr`` and back, ``step_size_up`` steps up and
 ``step_size_down`` (default: the same) steps down; ``triangular2`` halves the amplitude after every cycle.
 
-Seed 004 (stepped per batch, Adam, so ``cycle_momentum: false``): base 1e-4, max 1e-3 (triangular) or
+mnist_small_cnns (stepped per batch, Adam, so ``cycle_momentum: false``): base 1e-4, max 1e-3 (triangular) or
 1e-2 (triangular2), step_size_up 2,500 ("10 × batch size" at batch 250) or 1,000. ``CyclicLR`` overwrites
 the optimizer's lr with ``base_lr`` when it is built, so ``optim.lr`` does not matter here.
 """

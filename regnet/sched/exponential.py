@@ -1,4 +1,4 @@
-"""Exponential decay: lr × gamma after every interval (seed 002: 0.9 per epoch)."""
+"""Exponential decay: lr × gamma after every interval (lenet5_lecun: 0.9 per epoch)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Step decay at fractions of training: lr × gamma at each milestone (seed 000: 1/3 and 2/3)."""
+"""Step decay at fractions of training: lr × gamma at each milestone (hoffman2019_mnist: 1/3 and 2/3)."""
 
 from __future__ import annotations
 

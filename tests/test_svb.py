@@ -1,5 +1,5 @@
-"""SVB keeps singular values in [1/(1+ε), 1+ε] when its callback fires and leaves weights alone otherwise;
-L2 reaches the optimizer as weight decay with the configured scale."""
+"""SVB (Jia et al. 2017, Algorithm 1) keeps singular values in [1/(1+ε), 1+ε] when its callback fires and leaves
+weights alone otherwise; it refuses, in one line, a sparse layer it cannot bound (LeNet-5's C3)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,14 @@ import pytest
 import torch
 from torch import nn
 
+from regnet.build import build
 from regnet.errors import Diverged
 from regnet.models.lenet import LeNet
+from regnet.models.lenet5 import LeNet5
 from regnet.module import RegNetModule
 from regnet.regularizers.base import weight_matrices
-from regnet.regularizers.l2 import L2
 from regnet.regularizers.svb import SVB, SVBCallback, robust_svd, svb_project_, svd_gesvd
+from tests.conftest import compose_cfg
 
 
 def singular_values(model: nn.Module) -> list[torch.Tensor]:
@@ -76,23 +78,6 @@ def test_svb_setup_is_orthogonal_init():
         assert torch.allclose(s, torch.ones_like(s), atol=1e-5)
 
 
-def test_l2_is_weight_decay_in_the_optimizer():
-    model = LeNet()
-    module = RegNetModule(model, num_classes=10, regularizers=[L2(5e-4)])
-    optimizer = module.configure_optimizers()
-    assert optimizer.param_groups[0]["weight_decay"] == 5e-4
-    # one SGD step with zero data gradient shrinks weights by exactly lr · wd · w
-    w = model.classifier[-1].weight
-    before = w.detach().clone()
-    optimizer.zero_grad()
-    for p in model.parameters():
-        p.grad = torch.zeros_like(p)
-    optimizer.step()
-    assert torch.allclose(w, before * (1 - 0.1 * 5e-4))
-    plain = RegNetModule(LeNet(), num_classes=10).configure_optimizers()
-    assert plain.param_groups[0]["weight_decay"] == 0
-
-
 def test_svd_fallback_and_repeated_singular_values():
     torch.manual_seed(0)
     w = torch.randn(40, 90)
@@ -114,3 +99,17 @@ def test_svb_on_non_finite_weights_reports_divergence():
         callback.on_train_batch_end(trainer, module, None, None, 0)
     with pytest.raises(FloatingPointError, match="classifier.0"):
         svb_project_(model, 0.05)
+
+
+def test_svb_refuses_lenet5s_sparse_c3_in_one_line_before_touching_the_model():
+    """Clipping the singular values of C3's masked weight would connect its 36 unconnected kernels: refused."""
+    torch.manual_seed(0)
+    model = LeNet5()
+    before = [p.detach().clone() for p in model.parameters()]
+    for refuse in (lambda: SVB().setup(model), lambda: svb_project_(model, 0.05)):
+        with pytest.raises(ValueError, match=r"reg.svb cannot bound the singular values of c3 .*reg=soft_svb") as err:
+            refuse()
+        assert "\n" not in str(err.value)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # nothing half-done
+    with pytest.raises(ValueError, match="reg.svb cannot bound the singular values of c3"):  # the config path: at build
+        build(compose_cfg(["model=lenet5", "reg=svb"]))

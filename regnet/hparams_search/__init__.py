@@ -1,0 +1,33 @@
+"""Hyper-parameter searches over a study (``conf/hparams_search/``): Optuna, through hydra-optuna-sweeper.
+
+    python -m regnet.train -m hparams_search=jacobian_lam        # λ of the Jacobian penalty, max val/acc
+    python -m regnet.train -m hparams_search=jacobian_lam_pgd    # the same λ, max val/pgd_acc
+
+Each trial is an ordinary run (its own directory, resumable, skipped when complete); the value Optuna maximises
+is what ``regnet.train.main`` returns, the run's ``metrics[objective]`` (:func:`objective_value`; the top-level
+``objective`` key, ``test/acc`` by default, a validation metric in every search). The sweeper
+(:mod:`regnet.hparams_search.sweeper`) keeps the study in SQLite under the sweep directory, so running the command
+again resumes the search, and writes the best parameters to ``optimization_results.yaml``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import DictConfig
+
+
+def objective_value(cfg: DictConfig, results: dict[str, Any]) -> float | None:
+    """The run's ``metrics[cfg.objective]`` (what a sweeper optimises); None for a run this process did not
+    train or read (another process holds it). A completed run without that metric is an error: the search
+    would otherwise record a trial with no value."""
+    name = cfg.get("objective") or "test/acc"
+    metrics = results.get("metrics")
+    if metrics is None:
+        return None
+    if name not in metrics:
+        if results.get("status") != "completed":
+            return None
+        hint = " (validation metrics need data.val_fraction > 0)" if name.startswith("val/") else ""
+        raise ValueError(f"objective={name} is not among the run's metrics{hint}: it has {', '.join(sorted(metrics))}")
+    return float(metrics[name])

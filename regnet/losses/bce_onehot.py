@@ -1,0 +1,31 @@
+"""lenet5_lecun's ``Softmax`` + ``BCELoss`` against one-hot targets (LeCun et al. 1998 trained each output
+unit as its own two-class problem):
+
+    −1/(N·C) Σ_n Σ_c [q_nc log p_nc + (1 − q_nc) log(1 − p_nc)],   p = softmax(outputs),
+
+q the one-hot target (or a target distribution). Computed in float32 outside autocast
+(``F.binary_cross_entropy`` refuses low precision), with torch's clamp of log at −100.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+class BCEOneHot:
+    name = "bce_onehot"
+
+    def __call__(self, logits: Tensor, targets: Tensor) -> Tensor:
+        """logits (N, C); targets (N,) int64 or (N, C) probabilities."""
+        with torch.autocast(device_type=logits.device.type, enabled=False):
+            probs = F.softmax(logits.float(), dim=1)  # (N, C)
+            if targets.ndim == 1:
+                q = F.one_hot(targets, num_classes=logits.shape[1]).float()  # (N, C)
+            else:
+                q = targets.float()
+            return F.binary_cross_entropy(probs, q)
+
+    def __repr__(self) -> str:
+        return "BCEOneHot()"
