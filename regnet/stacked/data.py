@@ -14,8 +14,8 @@ import lightning as L
 import torch
 from torch import Tensor
 
-from regnet.data.augment import PRESETS, make_generator
-from regnet.data.base import ImageDataModule
+from regnet.augment import make_generator
+from regnet.data.base import ImageDataModule, normalize
 from regnet.data.batches import TensorBatches
 
 
@@ -80,14 +80,13 @@ class StackedData(L.LightningDataModule):
         b = self.base
         if images.dim() == 4:  # evaluation: one batch for all members
             return b.normalize(images), labels
-        mean, std = b._mean.unsqueeze(1), b._std.unsqueeze(1)  # (1, 1, C, 1, 1)
-        if b.augment == "none":
-            return (images.float() / 255.0 - mean) / std, labels
-        geometric, after_norm = PRESETS[b.augment]
+        n, S = images.shape[:2]
+        if not b.augment:
+            return normalize(images.flatten(0, 1), b._mean, b._std).view(n, S, *images.shape[2:]), labels
         step = self.trainer.global_step  # = the separate run's count of augmented batches (no accumulation)
         out = []
-        for s, seed in enumerate(self.seeds):
+        for s, seed in enumerate(self.seeds):  # each member's own per-batch generator, as its separate run's
             g = make_generator(images.device, seed, step, 0)
-            x = geometric(images[:, s].float() / 255.0, g)
-            out.append(after_norm((x - b._mean) / b._std, g))
+            x = b.augment.before_normalization(images[:, s].float() / 255.0, g)
+            out.append(b.augment.after_normalization(normalize(x, b._mean, b._std), g))
         return torch.stack(out, dim=1), labels

@@ -20,6 +20,7 @@ import torch
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from regnet.losses import get_loss
 from regnet.stacked.layers import stack_refusal, structure
 from regnet.stacked.regularizers import SHARED_SETTINGS, STACKABLE
 
@@ -30,6 +31,11 @@ PRECISIONS = ("32-true", "32", 32)
 
 def _plain(node) -> object:
     return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+
+
+def loss_name(cfg: DictConfig) -> str:
+    """The run's loss by name (``conf/loss/<name>.yaml``, or a name in older configs)."""
+    return getattr(get_loss(cfg.loss), "name", str(cfg.loss))
 
 
 def refusal(cfg: DictConfig) -> str | None:
@@ -46,16 +52,17 @@ def refusal(cfg: DictConfig) -> str | None:
         return f"trainer.devices={_plain(devices)} / strategy={t.get('strategy', 'auto')}: a stack trains on one device"
     if t.get("precision", "32-true") not in PRECISIONS:
         return f"trainer.precision={t.precision} is not supported stacked (32-true only)"
-    if cfg.loss not in LOSSES:
-        return f"loss={cfg.loss} has no stacked version"
+    loss = loss_name(cfg)
+    if loss not in LOSSES:
+        return f"loss={loss} has no stacked version"
     if cfg.optim._target_ not in OPTIMIZERS:
         return f"optimizer {cfg.optim._target_}: per-member weight decay is implemented for {', '.join(OPTIMIZERS)}"
     for name, reg in (cfg.reg or {}).items():
         cls = get_class(reg._target_)
         if not issubclass(cls, STACKABLE):
             return f"regularizer {name} ({cls.__name__}) has no stacked version"
-        if name == "label_smoothing" and cfg.loss != "cross_entropy":
-            return f"reg.label_smoothing with loss={cfg.loss}: stacked label smoothing is cross-entropy's"
+        if name == "label_smoothing" and loss != "cross_entropy":
+            return f"reg.label_smoothing with loss={loss}: stacked label smoothing is cross-entropy's"
     with torch.random.fork_rng(devices=[]):
         model = instantiate(cfg.model)
     return stack_refusal(model)
@@ -72,7 +79,7 @@ def stack_key(cfg: DictConfig) -> str:
         "optim": _plain(cfg.optim),
         "sched": _plain(cfg.sched),
         "trainer": _plain(cfg.trainer),
-        "loss": cfg.loss,
+        "loss": _plain(cfg.loss),
         "val": cfg.data.get("val_fraction"),
     }
     return json.dumps(parts, sort_keys=True, default=str)

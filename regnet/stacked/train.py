@@ -34,6 +34,7 @@ from regnet.loggers.csv import CSVLogger
 from regnet.preflight import check_seed, preflight
 from regnet.results import LAST_CHECKPOINT, write_results
 from regnet.stacked.data import StackedData
+from regnet.stacked.grouping import loss_name
 from regnet.stacked.layers import member_state, stack_models
 from regnet.stacked.module import MemberLoggers, StackedModule, member_metrics
 from regnet.stacked.regularizers import MemberRegs
@@ -152,7 +153,7 @@ def _train(cfgs, run_dirs, runs, stack_dir, extra_callbacks) -> list[dict[str, A
         optimizer=factory,
         scheduler=modules[0].scheduler_factory,
         scheduler_interval=modules[0].scheduler_interval,
-        loss=cfg0.loss,
+        loss=loss_name(cfg0),
         generator_seeds=[int(c.seed) for c in cfgs],
         generator_states=gen_states,
         weight_decay=weight_decay,
