@@ -47,9 +47,10 @@ def model_state(run_dir) -> dict[str, torch.Tensor]:
     return {k: v for k, v in state.items() if k.startswith("model.")}
 
 
-def assert_states_close(a, b, tol=1e-3):
+def assert_states_close(a, b, tol=3e-3):
     """Float tolerance after tens of SGD steps: grouped convolutions and batched matmuls round differently from
-    the separate run's kernels (≈1e-7 per step), and 40 steps at lr 0.1 with momentum amplify that to ≈3e-4."""
+    the separate run's kernels (≈1e-7 per step); 42 steps at lr 0.1 with momentum amplify that to ≈3e-4, and SVB's
+    projections every 5 steps to ≈2e-3 (measured). Members that differ only in λ differ by ≈0.6."""
     assert a.keys() == b.keys()
     for k in a:
         torch.testing.assert_close(a[k].float(), b[k].float(), rtol=tol, atol=tol, msg=k)
@@ -96,7 +97,7 @@ def test_stack_equals_separate_runs(data_root, tmp_path):
         assert results[i]["stacked"]["members"] == [str(d) for d in dirs] and results[i]["stacked"]["index"] == i
     # the members that differ only in λ really trained differently (so the check above would catch a no-op λ)
     a, b = model_state(dirs[1]), model_state(dirs[2])
-    assert max((a[k] - b[k]).abs().max().item() for k in a) > 1e-2
+    assert max((a[k] - b[k]).abs().max().item() for k in a) > 0.1
 
 
 def test_batchnorm_stack_equals_separate_runs(data_root, tmp_path):
