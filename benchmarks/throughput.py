@@ -221,8 +221,8 @@ def main() -> None:
     results: dict[str, float | None] = {}
     if args.stacked:  # only the stacked case: it needs no files
         results = stacked_case(device, args.batch_size, steps, [int(v) for v in args.stacked.split(",")])
-        report = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                  "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({os.cpu_count()} cores)",
+        name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({os.cpu_count()} cores)"
+        report = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "device": name,
                   "torch": torch.__version__, "batch_size": args.batch_size, "steps": steps, "images_per_s": results}
         for name, value in results.items():
             print(f"  {name:32s} {value:12,.2f}" if "/" in name else f"  {name:32s} {value:12,.0f} img/s")
