@@ -45,7 +45,7 @@ step() {  # step NAME TIMEOUT_S COMMAND...: run it, log to OUTDIR/NAME.log, reco
   printf '%s\t%s\t%s\n' "$name" "$rc" "$((SECONDS - start))" >>"$out/steps.tsv"
 }
 step tests 150 "$PY" -m pytest -q -rs -p no:cacheprovider -m gpu tests/test_gpu.py --junitxml="$out/tests.xml"
-step throughput 120 "$PY" benchmarks/throughput.py --device "$device" $quick --out "$out/throughput.json"
+step throughput 150 "$PY" benchmarks/throughput.py --device "$device" $quick --out "$out/throughput.json"
 step decision_planes 90 "$PY" benchmarks/decision_planes.py --models 30 --device "$device" $quick \
   --json "$out/decision_planes.json"
 "$PY" benchmarks/gpu_report.py "$out" $([ $smoke = 1 ] && echo --cpu-smoke)

@@ -1,7 +1,7 @@
 """Training throughput, side by side on one device: seed-style loop vs raw PyTorch loop vs regnet.train.
 
     python benchmarks/throughput.py                    # auto device, default sizes
-    python benchmarks/throughput.py --quick            # tiny sizes, a few seconds per case (CPU smoke)
+    python benchmarks/throughput.py --quick            # tiny sizes, fewer regnet.train cases (CPU smoke)
     python benchmarks/throughput.py --grid 8           # also K concurrent regnet.train runs on the device
 
 Cases (images/s, batch 100 unless --batch-size):
@@ -178,7 +178,7 @@ def main() -> None:
         write_cifar_dataset(tmp / "data", classes=100, n_train=n_train - n_train % 5, n_test=1_000)
         results["seed_loop"] = seed_loop(tmp / "data", device, args.batch_size, steps, args.workers)
         results["raw_loop"] = raw_loop(device, args.batch_size, steps, n_train)
-        for reg in ("none", "l2", "jacobian", "svb"):
+        for reg in ("none", "jacobian") if args.quick else ("none", "l2", "jacobian", "svb"):
             results[f"regnet_lenet_{reg}"] = regnet_run(tmp / "data", tmp / f"lenet_{reg}", steps, args.batch_size,
                                                         accelerator, [f"reg={reg}"])
         if not args.skip_resnet:
@@ -187,7 +187,9 @@ def main() -> None:
                 resnet += ["trainer=gpu", "trainer.precision=bf16-mixed", "callbacks.channels_last.enabled=true"]
             rsteps = max(10, steps // (1 if device.type == "cuda" else 10))
             results["raw_resnet18"] = raw_loop(device, args.batch_size, rsteps, n_train, resnet=True)
-            results["regnet_resnet18"] = regnet_run(tmp / "data", tmp / "r18", rsteps, args.batch_size, accelerator, resnet)
+            if not args.quick:
+                results["regnet_resnet18"] = regnet_run(tmp / "data", tmp / "r18", rsteps, args.batch_size, accelerator,
+                                                        resnet)
             results["regnet_resnet18_crop_flip"] = regnet_run(
                 tmp / "data", tmp / "r18aug", rsteps, args.batch_size, accelerator, [*resnet, "data.augment=cifar_crop_flip"]
             )
