@@ -98,10 +98,10 @@ def fmt(value) -> str:
 
 
 def markdown(report: dict) -> str:
-    env, v = report, report["versions"]
-    lines = [f"# GPU check, {report['mode']}", "",
-             f"{env['date']} · {env['device']} · torch {v['torch']} (CUDA {v['cuda']}) · torchvision {v['torchvision']} · "
-             f"lightning {v['lightning']} · hydra-core {v['hydra-core']} · commit {report['git_commit']}", ""]  # fmt: skip
+    v = report["versions"]
+    header = (f"{report['date']} · {report['device']} · torch {v['torch']} (CUDA {v['cuda']}) · torchvision "
+              f"{v['torchvision']} · lightning {v['lightning']} · hydra-core {v['hydra-core']} · commit {report['git_commit']}")
+    lines = [f"# GPU check, {report['mode']}", "", header, ""]
     if report["mode"] != "gpu":
         lines += ["CPU smoke at `--quick` sizes: these numbers check the script, not the targets.", ""]
     lines += ["| target (batch 100) | measured | wanted | verdict |", "|---|---:|---:|---|"]
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     count = {o: sum(t["outcome"] == o for t in cases) for o in ("passed", "failed", "error", "skipped")}
     report = {
         "mode": "cpu-smoke" if args.cpu_smoke else "gpu",
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "git_commit": os.environ.get("REGNET_COMMIT", "unknown"),
         **environment(args.cpu_smoke),
         "ok": not failed and not broken,
