@@ -3,6 +3,7 @@
     python benchmarks/decision_planes.py                       # one LeNet, 3 zooms × 50 planes × 250², CPU or GPU
     python benchmarks/decision_planes.py --models 30           # a 30-run sweep's worth (the hoffman2019_mnist grid)
     python benchmarks/decision_planes.py --planes 5 --threads 2 --json out.json
+    python benchmarks/decision_planes.py --models 30 --quick   # ≤ 3 models, 1 plane, 1 zoom, 32²: a smoke test
 
 Prints (and optionally writes) JSON: seconds in total and per plane, points per second, device, settings.
 A random-weight LeNet costs the same as a trained one (the grid evaluation does not depend on the weights).
@@ -46,7 +47,11 @@ def main() -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--quick", action="store_true",
+                   help="at most 3 models, 1 plane at the first zoom, 32² (checks the script; not a timing)")
     args = p.parse_args()
+    if args.quick:
+        args.models, args.planes, args.zooms, args.resolution = min(args.models, 3), 1, args.zooms[:1], 32
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.models < 1:
@@ -66,7 +71,7 @@ def main() -> None:
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     out = {
-        "benchmark": "decision_planes", "model": "lenet", "models": args.models, "zooms": args.zooms,
+        "benchmark": "decision_planes", "quick": args.quick, "model": "lenet", "models": args.models, "zooms": args.zooms,
         "planes": args.planes,
         "resolution": args.resolution, "batch_size": args.batch_size, "label_images": n_images,
         "seconds": round(seconds, 3), "seconds_per_model": round(seconds / args.models, 3),

@@ -1,14 +1,16 @@
 """Training throughput, side by side on one device: seed-style loop vs raw PyTorch loop vs regnet.train.
 
     python benchmarks/throughput.py                    # auto device, default sizes
-    python benchmarks/throughput.py --quick            # a few seconds per case (CPU smoke)
+    python benchmarks/throughput.py --quick            # tiny sizes, fewer regnet.train cases (CPU smoke)
     python benchmarks/throughput.py --grid 8           # also K concurrent regnet.train runs on the device
 
 Cases (images/s, batch 100 unless --batch-size):
   (a) seed_loop      torchvision MNIST (PIL → ToTensor → Normalize) through a DataLoader, hand-written SGD loop
   (b) raw_loop       the same model/optimizer in a raw PyTorch loop on device-resident uint8 data
+      raw_resnet18    the same for ResNet-18 / CIFAR-100 (on a GPU: bf16 autocast, channels-last)
   (c) regnet_*       `python -m regnet.train` (subprocess, real Trainer, logging, checkpoints) for LeNet/MNIST
                      with reg none, l2, jacobian, svb and ResNet-18/CIFAR-100 with/without cifar_crop_flip
+                     (on a GPU: trainer=gpu, bf16-mixed, callbacks.channels_last.enabled=true)
   grid               K concurrent regnet.train LeNet runs, aggregate images/s
   stacked_S / separate_S   (--stacked 1,5,30) aggregate images/s of S LeNets trained as one stacked model
                      (regnet/stacked/layers.py) vs the same S LeNets stepped one after another, as separate runs
@@ -39,6 +41,7 @@ sys.path.insert(0, str(REPO))
 
 from regnet.data.synthetic import write_cifar_dataset, write_idx_dataset  # noqa: E402
 from regnet.models.lenet import LeNet  # noqa: E402
+from regnet.models.resnet18 import ResNet18  # noqa: E402
 
 MEAN, STD = 0.1307, 0.3081
 
@@ -77,11 +80,16 @@ def seed_loop(root: Path, device: torch.device, batch: int, steps: int, workers:
 
 
 # --- (b) raw PyTorch loop, data on the device --------------------------------------------------------------
-def raw_loop(device: torch.device, batch: int, steps: int) -> float:
-    n = 60_000
-    images = torch.randint(0, 256, (n, 1, 28, 28), dtype=torch.uint8, device=device)
-    labels = torch.randint(0, 10, (n,), device=device)
-    model = LeNet().to(device)
+def raw_loop(device: torch.device, batch: int, steps: int, n: int = 60_000, resnet: bool = False) -> float:
+    """LeNet on MNIST-shaped data; ``resnet``: ResNet-18 on CIFAR-100-shaped data, on a GPU in bf16 autocast
+    with channels-last weights (what ``regnet_resnet18*`` run)."""
+    shape, classes = ((3, 32, 32), 100) if resnet else ((1, 28, 28), 10)
+    images = torch.randint(0, 256, (n, *shape), dtype=torch.uint8, device=device)
+    labels = torch.randint(0, classes, (n,), device=device)
+    model = ResNet18(num_classes=classes).to(device) if resnet else LeNet().to(device)
+    fast = resnet and device.type == "cuda"
+    if fast:
+        model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     perm = torch.randperm(n, device=device)
     start = None
@@ -91,7 +99,8 @@ def raw_loop(device: torch.device, batch: int, steps: int) -> float:
             start = time.perf_counter()
         idx = perm[(i * batch) % (n - batch) : (i * batch) % (n - batch) + batch]
         x = (images[idx].float() / 255 - MEAN) / STD
-        loss = torch.nn.functional.cross_entropy(model(x), labels[idx])
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=fast):
+            loss = torch.nn.functional.cross_entropy(model(x), labels[idx])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -215,8 +224,10 @@ def main() -> None:
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
     accelerator = "gpu" if device.type == "cuda" else "cpu"
-    steps = 30 if args.quick else args.steps
-    n_train = 6_000 if args.quick else 60_000
+    steps = 12 if args.quick else args.steps  # the first 5 are warm-up
+    n_train = 2_000 if args.quick else 60_000
+    if steps <= 5:
+        parser.error(f"--steps {steps} is invalid: use ≥ 6 (the first 5 steps are not timed)")
 
     results: dict[str, float | None] = {}
     if args.stacked:  # only the stacked case: it needs no files
@@ -234,16 +245,19 @@ def main() -> None:
         write_idx_dataset(tmp / "data", "MNIST", n_train=n_train, n_test=1_000)
         write_cifar_dataset(tmp / "data", classes=100, n_train=n_train - n_train % 5, n_test=1_000)
         results["seed_loop"] = seed_loop(tmp / "data", device, args.batch_size, steps, args.workers)
-        results["raw_loop"] = raw_loop(device, args.batch_size, steps)
-        for reg in ("none", "l2", "jacobian", "svb"):
+        results["raw_loop"] = raw_loop(device, args.batch_size, steps, n_train)
+        for reg in ("none", "jacobian") if args.quick else ("none", "l2", "jacobian", "svb"):
             results[f"regnet_lenet_{reg}"] = regnet_run(tmp / "data", tmp / f"lenet_{reg}", steps, args.batch_size,
                                                         accelerator, [f"reg={reg}"])
         if not args.skip_resnet:
             resnet = ["model=resnet18", "data.verify_checksums=false"]
             if device.type == "cuda":
-                resnet += ["trainer=gpu", "trainer.precision=bf16-mixed"]
+                resnet += ["trainer=gpu", "trainer.precision=bf16-mixed", "callbacks.channels_last.enabled=true"]
             rsteps = max(10, steps // (1 if device.type == "cuda" else 10))
-            results["regnet_resnet18"] = regnet_run(tmp / "data", tmp / "r18", rsteps, args.batch_size, accelerator, resnet)
+            results["raw_resnet18"] = raw_loop(device, args.batch_size, rsteps, n_train, resnet=True)
+            if not args.quick:
+                results["regnet_resnet18"] = regnet_run(tmp / "data", tmp / "r18", rsteps, args.batch_size, accelerator,
+                                                        resnet)
             results["regnet_resnet18_crop_flip"] = regnet_run(
                 tmp / "data", tmp / "r18aug", rsteps, args.batch_size, accelerator, [*resnet, "augment=cifar_crop_flip"]
             )
@@ -257,12 +271,15 @@ def main() -> None:
     }
     if c and results.get("regnet_lenet_jacobian"):
         ratios["jacobian time / none time"] = c / results["regnet_lenet_jacobian"]
+    if results.get("regnet_resnet18_crop_flip") and results.get("raw_resnet18"):
+        ratios["resnet18 crop_flip / raw loop"] = results["regnet_resnet18_crop_flip"] / results["raw_resnet18"]
     report = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({os.cpu_count()} cores, {platform.processor() or platform.machine()})",
         "torch": torch.__version__,
         "batch_size": args.batch_size,
         "steps": steps,
+        "quick": args.quick,
         "images_per_s": results,
         "ratios": ratios,
     }

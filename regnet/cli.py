@@ -79,7 +79,8 @@ def check_override_types(hydra_cfg) -> None:
     for o in suspects:
         default = OmegaConf.select(defaults, o.key_or_group, default=None)
         if isinstance(default, (int, float)) and not isinstance(default, bool):
-            raise ValueError(f"{o.key_or_group}={o.value()!r} is invalid: it must be a number (default {default!r})")
+            kind = "an integer" if isinstance(default, int) else "a number"
+            raise ValueError(f"{o.key_or_group}={o.value()!r} is invalid: it must be {kind} (default {default!r})")
 
 
 def _exit(code: int, message: str) -> None:
