@@ -47,8 +47,11 @@ def main() -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--json", type=Path, default=None)
-    p.add_argument("--quick", action="store_true",
-                   help="at most 3 models, 1 plane at the first zoom, 32² (checks the script; not a timing)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="at most 3 models, 1 plane at the first zoom, 32² (checks the script; not a timing)",
+    )
     args = p.parse_args()
     if args.quick:
         args.models, args.planes, args.zooms, args.resolution = min(args.models, 3), 1, args.zooms[:1], 32
@@ -71,17 +74,28 @@ def main() -> None:
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     out = {
-        "benchmark": "decision_planes", "quick": args.quick, "model": "lenet", "models": args.models, "zooms": args.zooms,
+        "benchmark": "decision_planes",
+        "quick": args.quick,
+        "model": "lenet",
+        "models": args.models,
+        "zooms": args.zooms,
         "planes": args.planes,
-        "resolution": args.resolution, "batch_size": args.batch_size, "label_images": n_images,
-        "seconds": round(seconds, 3), "seconds_per_model": round(seconds / args.models, 3),
+        "resolution": args.resolution,
+        "batch_size": args.batch_size,
+        "label_images": n_images,
+        "seconds": round(seconds, 3),
+        "seconds_per_model": round(seconds / args.models, 3),
         "seconds_per_image": round(seconds / n_images, 4),
         "points_per_s": round(n_images * args.resolution**2 / seconds),
         "seconds_3x50_extrapolated": round(seconds / n_images * 150, 1),
         "device": args.device + (f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else ""),
-        "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
-        "machine": platform.machine(), "cpu": cpu_name(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-    }  # fmt: skip
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "machine": platform.machine(),
+        "cpu": cpu_name(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+    }
     print(json.dumps(out, indent=2))
     if args.json:
         from regnet.files import write_atomic

@@ -50,31 +50,56 @@ def tests(xml: Path) -> list[dict]:
                 message = (child.get("message") or "").splitlines()[0][:300] if child.get("message") else ""
                 break
         name = f"{case.get('classname', '').rsplit('.', 1)[-1]}::{case.get('name')}"
-        cases.append({"name": name, "outcome": outcome, "seconds": round(float(case.get("time", 0)), 1),
-                      "message": message})
+        cases.append(
+            {"name": name, "outcome": outcome, "seconds": round(float(case.get("time", 0)), 1), "message": message}
+        )
     return cases
 
 
 def targets(throughput: dict, planes: dict) -> list[dict]:
     rate = throughput.get("images_per_s", {})
     ratios = throughput.get("ratios", {})
-    full = planes.get("planes") == FULL_TABLE["planes"] and planes.get("resolution") == FULL_TABLE["resolution"] and \
-        planes.get("models") == FULL_TABLE["models"] and len(planes.get("zooms", [])) == FULL_TABLE["zooms"]
-    tv_s = planes.get("seconds") if full else (
-        planes["seconds_per_image"] * FULL_TABLE["zooms"] * FULL_TABLE["planes"] * FULL_TABLE["models"]
-        * (FULL_TABLE["resolution"] / planes["resolution"]) ** 2 if planes.get("seconds_per_image") else None)
+    full = (
+        planes.get("planes") == FULL_TABLE["planes"]
+        and planes.get("resolution") == FULL_TABLE["resolution"]
+        and planes.get("models") == FULL_TABLE["models"]
+        and len(planes.get("zooms", [])) == FULL_TABLE["zooms"]
+    )
+    tv_s = (
+        planes.get("seconds")
+        if full
+        else (
+            planes["seconds_per_image"]
+            * FULL_TABLE["zooms"]
+            * FULL_TABLE["planes"]
+            * FULL_TABLE["models"]
+            * (FULL_TABLE["resolution"] / planes["resolution"]) ** 2
+            if planes.get("seconds_per_image")
+            else None
+        )
+    )
     rows = [
         ("LeNet through regnet.train, img/s", rate.get("regnet_lenet_none"), ">=", 100_000),
         ("regnet.train / seed-style DataLoader loop", ratios.get("c/a (regnet / seed loop)"), ">=", 5),
         ("regnet.train / raw eager loop", ratios.get("c/b (regnet / raw loop)"), ">=", 2),
         ("Jacobian step time / no-reg step time", ratios.get("jacobian time / none time"), "<=", 2),
-        ("ResNet-18 bf16 + channels-last + crop_flip / raw eager bf16 + channels-last loop",
-         ratios.get("resnet18 crop_flip / raw loop"), ">=", 1),
+        (
+            "ResNet-18 bf16 + channels-last + crop_flip / raw eager bf16 + channels-last loop",
+            ratios.get("resnet18 crop_flip / raw loop"),
+            ">=",
+            1,
+        ),
         ("TV table of 30 LeNets, s" + ("" if full else " (extrapolated from the quick table)"), tv_s, "<=", 60),
     ]
-    return [{"target": name, "value": value, "want": f"{op} {want:,}",
-             "met": None if value is None else (value >= want if op == ">=" else value <= want)}
-            for name, value, op, want in rows]
+    return [
+        {
+            "target": name,
+            "value": value,
+            "want": f"{op} {want:,}",
+            "met": None if value is None else (value >= want if op == ">=" else value <= want),
+        }
+        for name, value, op, want in rows
+    ]
 
 
 def environment(smoke: bool) -> dict:
@@ -86,7 +111,10 @@ def environment(smoke: bool) -> dict:
             versions[name] = version(name)
         except PackageNotFoundError:
             versions[name] = None
-    versions |= {"cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version() if torch.cuda.is_available() else None}
+    versions |= {
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if torch.cuda.is_available() else None,
+    }
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() and not smoke else None
     return {"device": gpu or f"cpu ({os.cpu_count()} cores, {platform.machine()})", "versions": versions}
 
@@ -99,8 +127,11 @@ def fmt(value) -> str:
 
 def markdown(report: dict) -> str:
     v = report["versions"]
-    header = (f"{report['date']} · {report['device']} · torch {v['torch']} (CUDA {v['cuda']}) · torchvision "
-              f"{v['torchvision']} · lightning {v['lightning']} · hydra-core {v['hydra-core']} · commit {report['git_commit']}")
+    header = (
+        f"{report['date']} · {report['device']} · torch {v['torch']} (CUDA {v['cuda']}) · torchvision "
+        f"{v['torchvision']} · lightning {v['lightning']} · hydra-core {v['hydra-core']} · "
+        f"commit {report['git_commit']}"
+    )
     lines = [f"# GPU check, {report['mode']}", "", header, ""]
     if report["mode"] != "gpu":
         lines += ["CPU smoke at `--quick` sizes: these numbers check the script, not the targets.", ""]
@@ -112,8 +143,10 @@ def markdown(report: dict) -> str:
     rates = report["throughput"].get("images_per_s", {})
     lines += ["", "| throughput case | images/s |", "|---|---:|"] + [f"| {k} | {fmt(r)} |" for k, r in rates.items()]
     lines += ["", "| test | outcome | s |", "|---|---|---:|"]
-    lines += [f"| {t['name']} | {t['outcome']}{': ' + t['message'] if t['message'] else ''} | {t['seconds']} |"
-              for t in report["tests"]]
+    lines += [
+        f"| {t['name']} | {t['outcome']}{': ' + t['message'] if t['message'] else ''} | {t['seconds']} |"
+        for t in report["tests"]
+    ]
     lines += ["", "| step | exit status | s |", "|---|---:|---:|"]
     lines += [f"| {name} | {s['exit_status']} | {s['seconds']} |" for name, s in report["steps"].items()]
     lines += ["", f"**{'PASS' if report['ok'] else 'FAIL'}**: {report['summary']}", ""]
@@ -140,8 +173,8 @@ def main(argv: list[str] | None = None) -> int:
         "git_commit": os.environ.get("REGNET_COMMIT", "unknown"),
         **environment(args.cpu_smoke),
         "ok": not failed and not broken,
-        "summary": (", ".join(f"{n} {o}" for o, n in count.items() if n) or "no test report") + (
-            f"; steps that did not finish: {', '.join(broken)}" if broken else ""),
+        "summary": (", ".join(f"{n} {o}" for o, n in count.items() if n) or "no test report")
+        + (f"; steps that did not finish: {', '.join(broken)}" if broken else ""),
         "targets": targets(throughput, planes),
         "tests": cases,
         "steps": ran,

@@ -57,8 +57,14 @@ def seed_loop(root: Path, device: torch.device, batch: int, steps: int, workers:
         [torchvision.transforms.ToTensor(), torchvision.transforms.Normalize((MEAN,), (STD,))]
     )
     dataset = torchvision.datasets.MNIST(str(root), train=True, transform=transform)
-    loader = DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=workers,
-                        pin_memory=device.type == "cuda", persistent_workers=workers > 0)
+    loader = DataLoader(
+        dataset,
+        batch_size=batch,
+        shuffle=True,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=workers > 0,
+    )
     model = LeNet().to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     done, start = 0, None
@@ -111,18 +117,28 @@ def raw_loop(device: torch.device, batch: int, steps: int, n: int = 60_000, resn
 # --- (c) regnet.train --------------------------------------------------------------------------------------
 def regnet_cmd(root: Path, out: Path, steps: int, batch: int, accelerator: str, extra: list[str]) -> list[str]:
     return [
-        sys.executable, "-m", "regnet.train", f"data.root={root}", f"data.batch_size={batch}",
-        f"trainer.accelerator={accelerator}", "trainer.max_epochs=2", f"trainer.limit_train_batches={steps}",
-        "trainer.limit_test_batches=1", "callbacks.checkpoint.every_n_epochs=1", f"hydra.run.dir={out}",
-        "force=true", *extra,
+        sys.executable,
+        "-m",
+        "regnet.train",
+        f"data.root={root}",
+        f"data.batch_size={batch}",
+        f"trainer.accelerator={accelerator}",
+        "trainer.max_epochs=2",
+        f"trainer.limit_train_batches={steps}",
+        "trainer.limit_test_batches=1",
+        "callbacks.checkpoint.every_n_epochs=1",
+        f"hydra.run.dir={out}",
+        "force=true",
+        *extra,
     ]
 
 
 def regnet_run(root: Path, out: Path, steps: int, batch: int, accelerator: str, extra: list[str]) -> float | None:
     """images/s of the second epoch (the first pays for start-up, compilation and cudnn autotuning)."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run(regnet_cmd(root, out, steps, batch, accelerator, extra), cwd=REPO, env=env,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        regnet_cmd(root, out, steps, batch, accelerator, extra), cwd=REPO, env=env, capture_output=True, text=True
+    )
     if proc.returncode != 0:
         print(proc.stderr[-2000:], file=sys.stderr)
         return None
@@ -145,8 +161,13 @@ def grid(root: Path, tmp: Path, k: int, steps: int, batch: int, accelerator: str
     if accelerator == "cpu":
         env.setdefault("OMP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // k)))
     procs = [
-        subprocess.Popen(regnet_cmd(root, tmp / f"grid{i}", steps, batch, accelerator, [f"seed={i}"]),
-                         cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.Popen(
+            regnet_cmd(root, tmp / f"grid{i}", steps, batch, accelerator, [f"seed={i}"]),
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         for i in range(k)
     ]
     for p in procs:
@@ -183,7 +204,7 @@ def stacked_case(device: torch.device, batch: int, steps: int, sizes: list[int])
         opt = torch.optim.SGD(wide.parameters(), lr=0.1, momentum=0.9)
 
         def wide_step(i: int) -> None:
-            idx = perms[:, (i * batch) % (n - batch):(i * batch) % (n - batch) + batch].t()  # (B, S)
+            idx = perms[:, (i * batch) % (n - batch) : (i * batch) % (n - batch) + batch].t()  # (B, S)
             x = ((images[idx].float() / 255 - MEAN) / STD).flatten(1, 2)  # (B, S·1, 28, 28)
             logits = wide(x).view(batch, S, -1)
             loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels[idx].flatten(), reduction="none")
@@ -198,7 +219,7 @@ def stacked_case(device: torch.device, batch: int, steps: int, sizes: list[int])
 
         def separate_round(i: int) -> None:
             for s, (m, o) in enumerate(zip(separate, opts)):
-                idx = perms[s, (i * batch) % (n - batch):(i * batch) % (n - batch) + batch]
+                idx = perms[s, (i * batch) % (n - batch) : (i * batch) % (n - batch) + batch]
                 loss = torch.nn.functional.cross_entropy(m((images[idx].float() / 255 - MEAN) / STD), labels[idx])
                 o.zero_grad(set_to_none=True)
                 loss.backward()
@@ -221,8 +242,11 @@ def main() -> None:
     parser.add_argument("--stacked", default="", help="stack sizes S, e.g. 1,5,30: stacked vs separate LeNets (only)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "throughput.json")
     args = parser.parse_args()
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if args.device == "auto" else args.device))
+    device = torch.device(
+        "cuda"
+        if args.device == "auto" and torch.cuda.is_available()
+        else ("cpu" if args.device == "auto" else args.device)
+    )
     accelerator = "gpu" if device.type == "cuda" else "cpu"
     steps = 12 if args.quick else args.steps  # the first 5 are warm-up
     n_train = 2_000 if args.quick else 60_000
@@ -233,8 +257,14 @@ def main() -> None:
     if args.stacked:  # only the stacked case: it needs no files
         results = stacked_case(device, args.batch_size, steps, [int(v) for v in args.stacked.split(",")])
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({os.cpu_count()} cores)"
-        report = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "device": name,
-                  "torch": torch.__version__, "batch_size": args.batch_size, "steps": steps, "images_per_s": results}
+        report = {
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "device": name,
+            "torch": torch.__version__,
+            "batch_size": args.batch_size,
+            "steps": steps,
+            "images_per_s": results,
+        }
         for name, value in results.items():
             print(f"  {name:32s} {value:12,.2f}" if "/" in name else f"  {name:32s} {value:12,.0f} img/s")
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -247,8 +277,9 @@ def main() -> None:
         results["seed_loop"] = seed_loop(tmp / "data", device, args.batch_size, steps, args.workers)
         results["raw_loop"] = raw_loop(device, args.batch_size, steps, n_train)
         for reg in ("none", "jacobian") if args.quick else ("none", "l2", "jacobian", "svb"):
-            results[f"regnet_lenet_{reg}"] = regnet_run(tmp / "data", tmp / f"lenet_{reg}", steps, args.batch_size,
-                                                        accelerator, [f"reg={reg}"])
+            results[f"regnet_lenet_{reg}"] = regnet_run(
+                tmp / "data", tmp / f"lenet_{reg}", steps, args.batch_size, accelerator, [f"reg={reg}"]
+            )
         if not args.skip_resnet:
             resnet = ["model=resnet18", "data.verify_checksums=false"]
             if device.type == "cuda":
@@ -256,8 +287,9 @@ def main() -> None:
             rsteps = max(10, steps // (1 if device.type == "cuda" else 10))
             results["raw_resnet18"] = raw_loop(device, args.batch_size, rsteps, n_train, resnet=True)
             if not args.quick:
-                results["regnet_resnet18"] = regnet_run(tmp / "data", tmp / "r18", rsteps, args.batch_size, accelerator,
-                                                        resnet)
+                results["regnet_resnet18"] = regnet_run(
+                    tmp / "data", tmp / "r18", rsteps, args.batch_size, accelerator, resnet
+                )
             results["regnet_resnet18_crop_flip"] = regnet_run(
                 tmp / "data", tmp / "r18aug", rsteps, args.batch_size, accelerator, [*resnet, "augment=cifar_crop_flip"]
             )
@@ -275,7 +307,9 @@ def main() -> None:
         ratios["resnet18 crop_flip / raw loop"] = results["regnet_resnet18_crop_flip"] / results["raw_resnet18"]
     report = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({os.cpu_count()} cores, {platform.processor() or platform.machine()})",
+        "device": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"cpu ({os.cpu_count()} cores, {platform.processor() or platform.machine()})",
         "torch": torch.__version__,
         "batch_size": args.batch_size,
         "steps": steps,

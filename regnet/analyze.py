@@ -44,22 +44,44 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = OneLineParser(prog="python -m regnet.analyze", description=__doc__.split("\n")[0])
     p.add_argument("dir", type=Path, help="a run or sweep directory (searched recursively for results.json)")
     p.add_argument("--out", type=Path, default=None, help="output directory (default: <dir>/analysis)")
-    p.add_argument("--baseline", default=None,
-                   help="variant the p-values compare against (default: no_reg, else none if the sweep has it)")
+    p.add_argument(
+        "--baseline",
+        default=None,
+        help="variant the p-values compare against (default: no_reg, else none if the sweep has it)",
+    )
     p.add_argument("--planes", type=int, default=50, help="random planes per model for TV; 0 skips decision boundaries")
-    p.add_argument("--zooms", type=float, nargs="+", default=[0.025, 0.01, 0.001], help="zoom levels (grid spans ±1/zoom)")
+    p.add_argument(
+        "--zooms", type=float, nargs="+", default=[0.025, 0.01, 0.001], help="zoom levels (grid spans ±1/zoom)"
+    )
     p.add_argument("--resolution", type=int, default=250, help="grid points per axis")
-    p.add_argument("--seed", type=int, default=0, help="seed for x0 and plane directions (identical planes for all models)")
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed for x0 and plane directions (identical planes for all models)"
+    )
     p.add_argument("--example-planes", type=int, default=3, help="planes per model drawn in planes_<run>.png")
-    p.add_argument("--attacks", action=argparse.BooleanOptionalAction, default=False,
-                   help="accuracy-vs-ε curves of the --attack-list, their sanity checks, and ‖J‖_F")
-    p.add_argument("--attack-list", nargs="+", default=["fgsm", "pgd", "noise"], choices=ATTACKS,
-                   help="autoattack (standard AutoAttack) and square (black-box) need torchattacks")
-    p.add_argument("--square-queries", type=int, default=SQUARE_QUERIES,
-                   help="queries of Square, alone and inside AutoAttack (5000: standard AutoAttack)")
+    p.add_argument(
+        "--attacks",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="accuracy-vs-ε curves of the --attack-list, their sanity checks, and ‖J‖_F",
+    )
+    p.add_argument(
+        "--attack-list",
+        nargs="+",
+        default=["fgsm", "pgd", "noise"],
+        choices=ATTACKS,
+        help="autoattack (standard AutoAttack) and square (black-box) need torchattacks",
+    )
+    p.add_argument(
+        "--square-queries",
+        type=int,
+        default=SQUARE_QUERIES,
+        help="queries of Square, alone and inside AutoAttack (5000: standard AutoAttack)",
+    )
     p.add_argument("--eps", type=float, nargs="+", default=[0.0, 0.05, 0.1, 0.2, 0.3], help="ε (pixel units, [0, 1])")
     p.add_argument("--pgd-steps", type=int, default=10)
-    p.add_argument("--pgd-step-size", type=float, default=None, help="PGD step α in pixel units (default 2.5 ε / steps)")
+    p.add_argument(
+        "--pgd-step-size", type=float, default=None, help="PGD step α in pixel units (default 2.5 ε / steps)"
+    )
     p.add_argument("--pgd-random-start", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--n-test", type=int, default=1000, help="test samples for attacks and diagnostics")
     p.add_argument("--diagnostics", action="store_true", help="per-run confusion matrix, galleries, curves, SVs")
@@ -220,7 +242,9 @@ def analyze(args: argparse.Namespace) -> Path:
         raise ValueError(f"--out {out} is a file: pass a directory (default <dir>/analysis)")
     cache_dir = out / "cache" if args.cache else None
     if not sweep.completed:
-        raise A.NoRunsError(f"no completed runs below {args.dir}: " + "; ".join(f"{p['run_dir']} {p['status']}" for p in sweep.problems))
+        raise A.NoRunsError(
+            f"no completed runs below {args.dir}: " + "; ".join(f"{p['run_dir']} {p['status']}" for p in sweep.problems)
+        )
     acc = A.accuracy_table(sweep, args.baseline)  # needs results.json only
     print(A.to_markdown(acc))
     for p in sweep.problems:
@@ -247,8 +271,10 @@ def analyze(args: argparse.Namespace) -> Path:
         if p["status"] == A.UNLOADABLE:
             print(f"[regnet] {p['status']}: {p['run_dir']} {p['reason']}")
     if skipped:
-        print(f"[regnet] {len(skipped)} of {len(sweep.completed)} completed runs cannot be rebuilt: counted in the "
-              f"accuracy table, skipped for planes, attacks and diagnostics (reasons in {out / 'problems.csv'})")
+        print(
+            f"[regnet] {len(skipped)} of {len(sweep.completed)} completed runs cannot be rebuilt: counted in the "
+            f"accuracy table, skipped for planes, attacks and diagnostics (reasons in {out / 'problems.csv'})"
+        )
     print(f"[regnet] analysis written to {out}")
     return out
 

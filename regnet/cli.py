@@ -72,8 +72,9 @@ def check_override_types(hydra_cfg) -> None:
     if not suspects:
         return
     try:
-        defaults = compose(config_name=hydra_cfg.job.config_name,
-                           overrides=[o.input_line for o in parsed if o not in suspects])
+        defaults = compose(
+            config_name=hydra_cfg.job.config_name, overrides=[o.input_line for o in parsed if o not in suspects]
+        )
     except Exception:  # no Hydra app here (some launchers' workers), or a composition the run itself reports
         return
     for o in suspects:

@@ -49,6 +49,10 @@ def gpu_for_job(job_num: int, gpus: int) -> int:
 
 
 def register_resolvers() -> None:
-    for name, fn in (("regnet.run_name", run_name), ("regnet.on_cpu", _on_cpu), ("regnet.parallel_jobs", _parallel_jobs)):
+    for name, fn in (
+        ("regnet.run_name", run_name),
+        ("regnet.on_cpu", _on_cpu),
+        ("regnet.parallel_jobs", _parallel_jobs),
+    ):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)

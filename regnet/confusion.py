@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from regnet.plotting import plot_matrix, save_figure
 from regnet.files import write_atomic
+from regnet.plotting import plot_matrix, save_figure
 
 
 def confusion_matrix(logits: Tensor, targets: Tensor, num_classes: int) -> Tensor:

@@ -62,8 +62,10 @@ def one_line(err: BaseException) -> str:
     typo = full_key or re.search(r"Could not override '([^']+)'", text)
     if typo:
         key = typo.group(1)
-        return (f"unknown config key '{key}': check the spelling (python -m regnet.train --cfg job prints every key), "
-                f"or add a new key with +{key}=...")
+        return (
+            f"unknown config key '{key}': check the spelling (python -m regnet.train --cfg job prints every key), "
+            f"or add a new key with +{key}=..."
+        )
     exists = re.search(r"An item is already at '([^']+)'", text)
     if exists:
         key = exists.group(1)
@@ -71,7 +73,12 @@ def one_line(err: BaseException) -> str:
     if text.startswith("Unable to configure handler") and (os_err := _os_error(cause)) is not None:
         return f"cannot write the run's log file: {os_err} (choose a writable run directory with hydra.run.dir=...)"
     first = text.splitlines()[0] if text else type(cause).__name__
-    if type(cause).__name__ not in ("ValueError", "DatasetNotFoundError", "CorruptDatasetError", "FileNotFoundError",
-                                    "InvalidJob"):
+    if type(cause).__name__ not in (
+        "ValueError",
+        "DatasetNotFoundError",
+        "CorruptDatasetError",
+        "FileNotFoundError",
+        "InvalidJob",
+    ):
         first = f"{type(cause).__name__}: {first}"
     return first

@@ -98,8 +98,12 @@ class RunLifecycle:
         self._locked = not distributed_rank
         if not held:
             pid = f" (pid {owner})" if owner else ""
-            log.warning("%s is being trained by another process%s; skipping it. Run the command again once that "
-                        "process has ended (it resumes or skips the run).", self.run_dir, pid)
+            log.warning(
+                "%s is being trained by another process%s; skipping it. Run the command again once that "
+                "process has ended (it resumes or skips the run).",
+                self.run_dir,
+                pid,
+            )
             self.skipped = {"status": "running elsewhere", "run_dir": str(self.run_dir)}
             return self
         for stray in self.run_dir.glob(".*.tmp"):  # an atomic write (results.json, error.txt) cut short by a kill
@@ -154,8 +158,15 @@ class RunLifecycle:
         if isinstance(err, Exception):
             raise TrainingFailed(f"run {self.run_dir} failed during training ({message}); {where}") from err
 
-    def _record(self, status: str, metrics: dict[str, float], *, error: str | None = None, trace: str | None = None,
-                diverged_step: int | None = None) -> dict[str, Any]:
+    def _record(
+        self,
+        status: str,
+        metrics: dict[str, float],
+        *,
+        error: str | None = None,
+        trace: str | None = None,
+        diverged_step: int | None = None,
+    ) -> dict[str, Any]:
         """Assemble and atomically write ``results.json`` (rank 0 only); returns it."""
         cfg, trainer, module, datamodule = self.cfg, self._trainer, self._module, self._datamodule
         metrics = metrics or {k: float(v) for k, v in trainer.callback_metrics.items()}
@@ -204,5 +215,13 @@ def record_invalid(run_dir: str | Path, cfg: DictConfig, message: str) -> None:
     """A sweep job stopped by bad input before training: its directory says why (``status: invalid``), so
     analysis lists it; a lone run writes nothing (its one-line error is the whole answer)."""
     config = {k: v for k, v in OmegaConf.to_container(cfg, resolve=False).items() if k != "hydra"}
-    write_results(run_dir, {"status": "invalid", "error": message, "seed": cfg.get("seed"),
-                            "variant": cfg.get("variant"), "config": config})
+    write_results(
+        run_dir,
+        {
+            "status": "invalid",
+            "error": message,
+            "seed": cfg.get("seed"),
+            "variant": cfg.get("variant"),
+            "config": config,
+        },
+    )

@@ -77,8 +77,12 @@ class RegNetModule(L.LightningModule):
         self.needs_input_grad = any(r.needs_input_grad for r in self.regularizers)
         self.metrics = nn.ModuleDict({f"{stage}_metrics": self._metrics(stage) for stage in STAGES})
         train_means = ["data_loss", "loss"] + [r.name for r in self.regularizers]
-        self.means = nn.ModuleDict({f"{stage}_means": nn.ModuleDict({name: EpochMean() for name in names})
-                                    for stage, names in (("train", train_means), ("val", ["loss"]), ("test", ["loss"]))})  # fmt: skip
+        self.means = nn.ModuleDict(
+            {
+                f"{stage}_means": nn.ModuleDict({name: EpochMean() for name in names})
+                for stage, names in (("train", train_means), ("val", ["loss"]), ("test", ["loss"]))
+            }
+        )
         # the training counts travel in checkpoints: a run resumed mid-epoch reports that epoch's numbers over
         # all its batches, not only those after the checkpoint
         self.metrics["train_metrics"].persistent(True)
@@ -86,8 +90,10 @@ class RegNetModule(L.LightningModule):
             mean.persistent(True)
 
     def _metrics(self, stage: str) -> MetricCollection:
-        metrics = {"acc": MulticlassAccuracy(self.num_classes, top_k=1, average="micro"),
-                   "err": ErrorRate(self.num_classes, top_k=1, average="micro")}
+        metrics = {
+            "acc": MulticlassAccuracy(self.num_classes, top_k=1, average="micro"),
+            "err": ErrorRate(self.num_classes, top_k=1, average="micro"),
+        }
         if self.num_classes > 5:
             metrics["acc_top5"] = MulticlassAccuracy(self.num_classes, top_k=5, average="micro")
             metrics["err_top5"] = ErrorRate(self.num_classes, top_k=5, average="micro")
@@ -189,8 +195,11 @@ def rng_states() -> dict:
     """torch (CPU and CUDA), numpy and python RNG states as plain types (loadable with weights_only=True)."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     version, state, gauss = random.getstate()
-    states = {"torch": torch.get_rng_state(), "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss,
-              cached], "python": [version, list(state), gauss]}
+    states = {
+        "torch": torch.get_rng_state(),
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+        "python": [version, list(state), gauss],
+    }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         states["cuda"] = torch.cuda.get_rng_state_all()
     return states

@@ -1,7 +1,8 @@
 """Checks before training: bad input fails here with one line naming the key, before anything is written.
 
 Everything a run would otherwise trip over minutes later: a seed numpy cannot take, optimizer values that are
-not finite numbers, no epochs, schedule settings the scheduler refuses, missing or corrupt dataset files, a model that does not fit the data's shape or
+not finite numbers, no epochs, schedule settings the scheduler refuses, missing or corrupt dataset files, a model
+that does not fit the data's shape or
 number of classes, a ``ckpt_path`` that is not a checkpoint of this model.
 """
 
@@ -38,8 +39,9 @@ def check_optim(optim: DictConfig) -> None:
 def check_trainer(trainer: DictConfig) -> None:
     epochs, steps = trainer.max_epochs, trainer.get("max_steps", -1)
     if (epochs is None or epochs <= 0) and not (steps and steps > 0):
-        raise ValueError(f"trainer.max_epochs={epochs!r} is invalid: it must be a positive integer "
-                         "(or set trainer.max_steps > 0)")
+        raise ValueError(
+            f"trainer.max_epochs={epochs!r} is invalid: it must be a positive integer (or set trainer.max_steps > 0)"
+        )
     clip = trainer.get("gradient_clip_val")
     if clip is not None and not (math.isfinite(clip) and clip >= 0):
         raise ValueError(f"trainer.gradient_clip_val={clip!r} is invalid: it must be a finite number ≥ 0 (or null)")
@@ -86,9 +88,11 @@ def check_fits(cfg: DictConfig, module: RegNetModule, datamodule) -> None:
     finally:
         module.model.train(was_training)
     if logits.shape[-1] != cfg.data.num_classes:
-        raise ValueError(f"model {model_name(cfg)} gives {logits.shape[-1]} logits but {datamodule.name} has "
-                         f"{cfg.data.num_classes} classes: set model.num_classes={cfg.data.num_classes} (or leave it "
-                         "to follow data.num_classes)")
+        raise ValueError(
+            f"model {model_name(cfg)} gives {logits.shape[-1]} logits but {datamodule.name} has "
+            f"{cfg.data.num_classes} classes: set model.num_classes={cfg.data.num_classes} (or leave it "
+            "to follow data.num_classes)"
+        )
 
 
 def preflight(cfg: DictConfig, module: RegNetModule, datamodule) -> None:

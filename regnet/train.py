@@ -36,8 +36,9 @@ def make_trainer(cfg: DictConfig, run_dir: Path, datamodule, extra_callbacks: li
     callbacks += [*extra_callbacks, DivergenceCheck()]
     loggers = [instantiate(lg) for lg in (cfg.logger or {}).values() if lg is not None]
     no_val = {"limit_val_batches": 0} if not getattr(datamodule, "val_fraction", 0) else {}
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(run_dir),
-                       **no_val)
+    return instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(run_dir), **no_val
+    )
 
 
 def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:

@@ -54,7 +54,12 @@ def test_cli_on_fabricated_sweep_writes_tables_and_lists_problems(tmp_path, caps
     assert "diverged" in out and "missing" in out and "corrupt" in out
     acc = pd.read_csv(tmp_path / "analysis" / "accuracy.csv")
     assert list(acc.columns[:9]) == ["model", "data", "variant", "n", "mean", "ci95", "std", "min", "max"]
-    assert set(pd.read_csv(tmp_path / "analysis" / "problems.csv")["status"]) == {"diverged", "failed", "missing", "corrupt"}
+    assert set(pd.read_csv(tmp_path / "analysis" / "problems.csv")["status"]) == {
+        "diverged",
+        "failed",
+        "missing",
+        "corrupt",
+    }
     md = (tmp_path / "analysis" / "accuracy.md").read_text()
     assert md.startswith("| model |") and "svb_0`: failed" in md
 
@@ -71,8 +76,11 @@ def test_results_without_status_and_invalid_runs_are_problems_with_their_reason(
         {"status": "invalid", "model": "lenet", "data": "mnist", "variant": "l2", "seed": 5, "test_acc": None,
          "error": "data.batch_size=0 is invalid: it must be a positive integer"}))  # fmt: skip
     (tmp_path / "l2_6").mkdir()
-    (tmp_path / "l2_6" / "results.json").write_text(json.dumps(
-        {"status": "completed", "model": "lenet", "data": "mnist", "variant": "l2", "seed": 6, "test_acc": "0.9"}))  # fmt: skip
+    (tmp_path / "l2_6" / "results.json").write_text(
+        json.dumps(
+            {"status": "completed", "model": "lenet", "data": "mnist", "variant": "l2", "seed": 6, "test_acc": "0.9"}
+        )
+    )
     sweep = find_runs(tmp_path)
     status = {p["run_dir"].rsplit("/", 1)[-1]: (p["status"], p["reason"]) for p in sweep.problems}
     assert status["l2_4"] == ("no_status", "results.json has no status")
@@ -216,7 +224,9 @@ def test_analyze_reuses_each_runs_saved_records_and_recomputes_when_anything_cha
     assert marked() == 1
     second = pd.read_csv(out / "tv_planes.csv")
     pd.testing.assert_frame_equal(first.drop(columns="tv_aniso_boundary"), second.drop(columns="tv_aniso_boundary"))
-    pd.testing.assert_frame_equal(first[second["tv_aniso_boundary"] != -1.0], second[second["tv_aniso_boundary"] != -1.0])
+    pd.testing.assert_frame_equal(
+        first[second["tv_aniso_boundary"] != -1.0], second[second["tv_aniso_boundary"] != -1.0]
+    )
 
     assert main(planes + ["--no-cache"]) == 0 and marked() == 0  # recomputed; the cache is left as it was
     assert main(planes + ["--resolution", "9"]) == 0 and marked() == 0  # other settings: another key
@@ -267,8 +277,28 @@ def test_a_run_whose_model_cannot_be_rebuilt_is_listed_and_skipped_never_fatal(t
 def test_analyze_runs_autoattack_and_square_with_their_sanity_checks(tiny_sweep, tmp_path, capsys):
     out = tmp_path / "analysis"
     run = sorted(p.parent for p in tiny_sweep.rglob("results.json"))[0]  # one run keeps it quick
-    argv = [str(run), "--out", str(out), "--planes", "0", "--attacks", "--attack-list", "pgd", "autoattack",
-            "square", "--eps", "0", "0.3", "0.5", "--n-test", "8", "--pgd-steps", "2", "--square-queries", "10"]  # fmt: skip
+    argv = [
+        str(run),
+        "--out",
+        str(out),
+        "--planes",
+        "0",
+        "--attacks",
+        "--attack-list",
+        "pgd",
+        "autoattack",
+        "square",
+        "--eps",
+        "0",
+        "0.3",
+        "0.5",
+        "--n-test",
+        "8",
+        "--pgd-steps",
+        "2",
+        "--square-queries",
+        "10",
+    ]
     assert main(argv) == 0
     rob = pd.read_csv(out / "robustness.csv", keep_default_na=False)
     assert {"pgd", "autoattack", "square", "jacobian_fro"} == set(rob["attack"]) and "flag" in rob

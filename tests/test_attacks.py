@@ -139,12 +139,27 @@ def test_sanity_checks_flag_the_signs_of_gradient_masking():
     gradient attacks: each is flagged on its row; a healthy evaluation has no flag."""
     from regnet.analysis import robustness_table, sanity_checks, sanity_flags
 
-    healthy = records([("pgd", 0.0, 98.0, 100.0), ("pgd", 0.1, 40.0, 100.0), ("pgd", 0.5, 0.0, 11.0),
-                       ("square", 0.1, 40.5, 100.0), ("square", 0.5, 5.0, 11.0), ("noise", 0.5, 90.0, None)])
+    healthy = records(
+        [
+            ("pgd", 0.0, 98.0, 100.0),
+            ("pgd", 0.1, 40.0, 100.0),
+            ("pgd", 0.5, 0.0, 11.0),
+            ("square", 0.1, 40.5, 100.0),
+            ("square", 0.5, 5.0, 11.0),
+            ("noise", 0.5, 90.0, None),
+        ]
+    )
     assert (sanity_flags(healthy) == "").all()
     assert set(sanity_checks(healthy)["status"]) == {"passed"}
-    masked = records([("pgd", 0.0, 98.0, 100.0), ("pgd", 0.1, 40.0, 100.0), ("pgd", 0.3, 60.0, 100.0),
-                      ("pgd", 0.5, 50.0, 11.0), ("square", 0.1, 10.0, 100.0)])
+    masked = records(
+        [
+            ("pgd", 0.0, 98.0, 100.0),
+            ("pgd", 0.1, 40.0, 100.0),
+            ("pgd", 0.3, 60.0, 100.0),
+            ("pgd", 0.5, 50.0, 11.0),
+            ("square", 0.1, 10.0, 100.0),
+        ]
+    )
     flags = sanity_flags(masked)
     assert list(flags) == ["", "", "rises_with_eps", "above_bound;rises_with_eps", "black_box_stronger"]
     checks = sanity_checks(masked).set_index("check")

@@ -86,8 +86,10 @@ def test_presets_say_what_they_are():
     (affine,) = built("mnist_affine").geometric
     assert (affine.scale, affine.degrees) == ((0.8, 1.2), 30.0)
     erasing = built("mnist_affine_erasing")
-    assert [type(op).__name__ for op in erasing.geometric + erasing.normalized] == ["RandomResizedCropRotate",
-                                                                                     "RandomErasing"]
+    assert [type(op).__name__ for op in erasing.geometric + erasing.normalized] == [
+        "RandomResizedCropRotate",
+        "RandomErasing",
+    ]
     assert (erasing.normalized[0].p, erasing.normalized[0].scale) == (0.5, (0.02, 0.2))
     crop, flip = built("cifar_crop_flip").geometric
     assert (crop.padding, flip.p) == (4, 0.5)
@@ -120,11 +122,11 @@ def test_crop_flip_erase_exact():
     out = hflip_batch(x, flip)
     for i in range(3):
         assert torch.equal(out[i], TF.horizontal_flip(x[i]) if flip[i] else x[i])
-    t, l, h, w = torch.tensor([1, 5, 0]), torch.tensor([2, 0, 9]), torch.tensor([3, 7, 4]), torch.tensor([5, 2, 6])
+    t, left, h, w = torch.tensor([1, 5, 0]), torch.tensor([2, 0, 9]), torch.tensor([3, 7, 4]), torch.tensor([5, 2, 6])
     apply = torch.tensor([True, True, False])
-    out = erase_batch(x, t, l, h, w, apply)
+    out = erase_batch(x, t, left, h, w, apply)
     for i in range(3):
-        ref = TF.erase(x[i], int(t[i]), int(l[i]), int(h[i]), int(w[i]), torch.tensor(0.0)) if apply[i] else x[i]
+        ref = TF.erase(x[i], int(t[i]), int(left[i]), int(h[i]), int(w[i]), torch.tensor(0.0)) if apply[i] else x[i]
         assert torch.equal(out[i], ref)
 
 
@@ -174,9 +176,7 @@ def test_training_steps_and_off_at_eval(data_root, tmp_path, preset, monkeypatch
         return out
 
     monkeypatch.setattr(regnet.data.base.ImageDataModule, "on_after_batch_transfer", spy)
-    cfg = compose_cfg(
-        [f"data.root={data_root}", f"augment={preset}", *tiny(data=data)], return_hydra_config=True
-    )
+    cfg = compose_cfg([f"data.root={data_root}", f"augment={preset}", *tiny(data=data)], return_hydra_config=True)
     with open_dict(cfg):
         cfg.hydra.runtime.output_dir = str(tmp_path)
     HydraConfig.instance().set_config(copy.deepcopy(cfg))

@@ -17,8 +17,9 @@ def _conv_weights(run_dir):
 def test_channels_last_weights_and_same_results(data_root, tmp_path):
     runs = {}
     for enabled in (False, True):
-        cfg = compose_cfg([f"data.root={data_root}", f"callbacks.channels_last.enabled={enabled}", *tiny()],
-                          return_hydra_config=True)
+        cfg = compose_cfg(
+            [f"data.root={data_root}", f"callbacks.channels_last.enabled={enabled}", *tiny()], return_hydra_config=True
+        )
         runs[enabled] = train(cfg, tmp_path / str(enabled))
         convs = _conv_weights(tmp_path / str(enabled))
         wide = [w for w in convs if w.shape[1] > 1]  # (a one-channel weight is contiguous in both formats)

@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 import regnet.train
 from regnet.config import run_name
@@ -55,8 +54,13 @@ def _corrupt(data_root: Path, tmp_path: Path) -> Path:
 def _lenet5_checkpoint(data_root: Path, tmp_path: Path) -> Path:
     """A real checkpoint of another model (LeNet-5), to hand to a LeNet run."""
     out = tmp_path / "other"
-    train(compose_cfg(["model=lenet5", f"data.root={data_root}", *QUIET, *tiny("trainer.limit_train_batches=1")],
-                      return_hydra_config=True), out)
+    train(
+        compose_cfg(
+            ["model=lenet5", f"data.root={data_root}", *QUIET, *tiny("trainer.limit_train_batches=1")],
+            return_hydra_config=True,
+        ),
+        out,
+    )
     return out / "checkpoints" / "last.ckpt"
 
 
@@ -112,8 +116,9 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(case, data_root, tmp_p
         args = [f"ckpt_path={_lenet5_checkpoint(data_root, tmp_path)}"]
     run = tmp_path / "run"
     root = [] if "data.root" in str(args) else [f"data.root={data_root}"]
-    code, err = run_cli([*root, *tiny(), *QUIET, *args, f"hydra.run.dir={run}", f"hydra.sweep.dir={run}"],
-                        monkeypatch, capsys)
+    code, err = run_cli(
+        [*root, *tiny(), *QUIET, *args, f"hydra.run.dir={run}", f"hydra.sweep.dir={run}"], monkeypatch, capsys
+    )
     assert code == 2, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("regnet: ") and expected in lines[0], err
@@ -123,14 +128,22 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(case, data_root, tmp_p
 def test_a_bad_job_in_a_sweep_is_recorded_and_the_others_run(data_root, tmp_path, monkeypatch, capsys):
     """``-m data.batch_size=16,0,8``: job 1 has bad input. Jobs 0 and 2 still train; job 1's directory says why
     (analysis lists it); the sweep exits 2 at the end."""
-    code, err = run_cli(["-m", f"data.root={data_root}", *tiny(), "data.batch_size=16,0,8", *QUIET,
-                         f"hydra.sweep.dir={tmp_path}"], monkeypatch, capsys)
+    code, err = run_cli(
+        ["-m", f"data.root={data_root}", *tiny(), "data.batch_size=16,0,8", *QUIET, f"hydra.sweep.dir={tmp_path}"],
+        monkeypatch,
+        capsys,
+    )
     assert code == 2
     assert "regnet: job 1 (" in err and "data.batch_size=0 is invalid" in err
-    statuses = {re.search(r"data.batch_size=\d+", p.parent.name).group(): json.loads(p.read_text())
-                for p in tmp_path.glob("*/results.json")}
+    statuses = {
+        re.search(r"data.batch_size=\d+", p.parent.name).group(): json.loads(p.read_text())
+        for p in tmp_path.glob("*/results.json")
+    }
     assert {k: v["status"] for k, v in statuses.items()} == {
-        "data.batch_size=16": "completed", "data.batch_size=0": "invalid", "data.batch_size=8": "completed"}
+        "data.batch_size=16": "completed",
+        "data.batch_size=0": "invalid",
+        "data.batch_size=8": "completed",
+    }
     assert "data.batch_size=0 is invalid" in statuses["data.batch_size=0"]["error"]
 
     from regnet.analysis.runs import find_runs
@@ -142,8 +155,20 @@ def test_a_bad_job_in_a_sweep_is_recorded_and_the_others_run(data_root, tmp_path
 @pytest.mark.slow
 @pytest.mark.parametrize("launcher", ["gpus", "submitit_cpu"])
 def test_a_bad_job_stops_no_other_job_with_the_parallel_launchers(launcher, data_root, tmp_path, monkeypatch, capsys):
-    code, err = run_cli(["-m", f"hydra/launcher={launcher}", "jobs_per_gpu=2", f"data.root={data_root}", *tiny(),
-                         "data.batch_size=16,0", *QUIET, f"hydra.sweep.dir={tmp_path}"], monkeypatch, capsys)
+    code, err = run_cli(
+        [
+            "-m",
+            f"hydra/launcher={launcher}",
+            "jobs_per_gpu=2",
+            f"data.root={data_root}",
+            *tiny(),
+            "data.batch_size=16,0",
+            *QUIET,
+            f"hydra.sweep.dir={tmp_path}",
+        ],
+        monkeypatch,
+        capsys,
+    )
     assert code == 2, err
     statuses = sorted(json.loads(p.read_text())["status"] for p in tmp_path.glob("*/results.json"))
     assert statuses == ["completed", "invalid"]
@@ -159,9 +184,20 @@ def test_diverged_survives_the_trip_back_from_a_worker_process():
 
 
 def test_a_diverging_job_in_a_sweep_is_exit_1_after_the_others(data_root, tmp_path, monkeypatch, capsys):
-    code, err = run_cli(["-m", "model=simplenet", "optim.lr=1e-3,1e30", "sched=none", f"data.root={data_root}",
-                         *tiny("trainer.limit_train_batches=10"), *QUIET, f"hydra.sweep.dir={tmp_path}"],
-                        monkeypatch, capsys)
+    code, err = run_cli(
+        [
+            "-m",
+            "model=simplenet",
+            "optim.lr=1e-3,1e30",
+            "sched=none",
+            f"data.root={data_root}",
+            *tiny("trainer.limit_train_batches=10"),
+            *QUIET,
+            f"hydra.sweep.dir={tmp_path}",
+        ],
+        monkeypatch,
+        capsys,
+    )
     assert code == 1
     statuses = sorted(json.loads(p.read_text())["status"] for p in tmp_path.glob("*/results.json"))
     assert statuses == ["completed", "diverged"]
@@ -171,8 +207,14 @@ def test_a_diverging_job_in_a_sweep_is_exit_1_after_the_others(data_root, tmp_pa
 def test_run_name_ignores_what_cannot_change_the_result():
     ignored = compose_cfg(return_hydra_config=True).hydra.job.config.override_dirname.exclude_keys
     base = ["seed=1", "reg=[l2,jacobian]"]
-    noise = ["callbacks.progress_bar.refresh_rate=0", "logger=[csv,tensorboard]", "trainer.devices=[1]",
-             "+logger.csv.flush_logs_every_n_steps=3", "data.root=/elsewhere", "jobs_per_gpu=2"]
+    noise = [
+        "callbacks.progress_bar.refresh_rate=0",
+        "logger=[csv,tensorboard]",
+        "trainer.devices=[1]",
+        "+logger.csv.flush_logs_every_n_steps=3",
+        "data.root=/elsewhere",
+        "jobs_per_gpu=2",
+    ]
     assert run_name(base + noise, ignored) == run_name(base, ignored) == "reg=[l2,jacobian],seed=1"
     assert run_name(["model.dropout=0.1", "seed=1"], ignored) != run_name(["seed=1"], ignored)  # a result setting
     assert run_name([], ignored) == "default"
@@ -183,8 +225,14 @@ def test_the_same_run_with_another_progress_bar_resumes(data_root, tmp_path, mon
     """A run interrupted after its last checkpoint (results.json missing), re-run with another progress bar
     refresh rate: the same directory, resumed rather than retrained."""
     sweep = tmp_path / "sweep"
-    args = ["-m", "seed=3", f"data.root={data_root}", *tiny(), f"hydra.sweep.dir={sweep}",
-            "callbacks.model_summary=null"]
+    args = [
+        "-m",
+        "seed=3",
+        f"data.root={data_root}",
+        *tiny(),
+        f"hydra.sweep.dir={sweep}",
+        "callbacks.model_summary=null",
+    ]
     assert run_cli([*args, "callbacks.progress_bar.refresh_rate=20"], monkeypatch, capsys)[0] == 0
     (run,) = [p.parent for p in sweep.glob("*/results.json")]
     first = json.loads((run / "results.json").read_text())
@@ -220,8 +268,9 @@ def test_disk_full_during_training_is_a_failed_run_exit_1(data_root, tmp_path, m
     old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # write() then fails with EFBIG
     try:
         resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, hard))  # LeNet's checkpoint is ~740 kB
-        code, err = run_cli([f"data.root={data_root}", *tiny(), *QUIET, f"hydra.run.dir={tmp_path / 'run'}"],
-                            monkeypatch, capsys)
+        code, err = run_cli(
+            [f"data.root={data_root}", *tiny(), *QUIET, f"hydra.run.dir={tmp_path / 'run'}"], monkeypatch, capsys
+        )
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
         signal.signal(signal.SIGXFSZ, old_handler)
@@ -248,8 +297,10 @@ def test_an_unwritable_run_directory_says_so():
     """logging.config hides the PermissionError behind "Unable to configure handler 'file'"."""
     err = ValueError("Unable to configure handler 'file'")
     err.__cause__ = PermissionError(errno.EACCES, "Permission denied", "/ro/run/train.log")
-    assert one_line(err) == ("cannot write the run's log file: [Errno 13] Permission denied: '/ro/run/train.log' "
-                             "(choose a writable run directory with hydra.run.dir=...)")
+    assert one_line(err) == (
+        "cannot write the run's log file: [Errno 13] Permission denied: '/ro/run/train.log' "
+        "(choose a writable run directory with hydra.run.dir=...)"
+    )
 
 
 @pytest.mark.slow
@@ -264,4 +315,5 @@ def test_the_real_command_line(data_root, tmp_path):
     cmd[-1] = f"hydra.run.dir={tmp_path / 'bad'}"
     bad = subprocess.run([*cmd, "optim.lr=abc"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
-        "regnet: optim.lr='abc' is invalid: it must be a number (default 0.1)"]
+        "regnet: optim.lr='abc' is invalid: it must be a number (default 0.1)"
+    ]

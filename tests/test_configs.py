@@ -18,8 +18,14 @@ from regnet.regularizers.base import Regularizer
 from regnet.train import train
 from tests.conftest import CONF, compose_cfg, tiny
 
-MIRROR = {"model": "regnet.models", "data": "regnet.data", "reg": "regnet.regularizers", "sched": "regnet.sched",
-          "logger": "regnet.loggers", "loss": "regnet.losses"}
+MIRROR = {
+    "model": "regnet.models",
+    "data": "regnet.data",
+    "reg": "regnet.regularizers",
+    "sched": "regnet.sched",
+    "logger": "regnet.loggers",
+    "loss": "regnet.losses",
+}
 
 
 def names(group: str) -> list[str]:
@@ -78,22 +84,25 @@ def test_data_yamls_share_one_base_that_is_no_choice():
     assert options("data") == names("data") == ["cifar10", "cifar100", "fashion_mnist", "mnist"]
     with pytest.raises(Exception) as err:
         compose_cfg(["data=imagenet"])
-    assert one_line(err.value) == ("unknown data 'imagenet' (available: cifar10, cifar100, fashion_mnist, mnist); "
-                                   "choose with data=<name>")
+    assert one_line(err.value) == (
+        "unknown data 'imagenet' (available: cifar10, cifar100, fashion_mnist, mnist); choose with data=<name>"
+    )
 
 
 @pytest.mark.parametrize("group,choice", [("loss", "mse"), ("augment", "flip")])
 def test_a_wrong_choice_names_the_choices(group, choice):
     with pytest.raises(Exception) as err:
         compose_cfg([f"{group}={choice}"])
-    assert one_line(err.value) == (f"unknown {group} '{choice}' (available: {', '.join(names(group))}); "
-                                   f"choose with {group}=<name>")
+    assert one_line(err.value) == (
+        f"unknown {group} '{choice}' (available: {', '.join(names(group))}); choose with {group}=<name>"
+    )
 
 
 @pytest.mark.parametrize("reg", names("reg"))
 def test_every_regularizer_builds_and_trains(reg, data_root, tmp_path):
-    cfg = compose_cfg([f"reg={reg}", f"data.root={data_root}", *tiny("trainer.limit_train_batches=2")],
-                      return_hydra_config=True)
+    cfg = compose_cfg(
+        [f"reg={reg}", f"data.root={data_root}", *tiny("trainer.limit_train_batches=2")], return_hydra_config=True
+    )
     (built,) = [instantiate(r) for r in cfg.reg.values()]
     assert isinstance(built, Regularizer) and built.name == reg
     results = train(cfg, tmp_path)

@@ -27,8 +27,15 @@ SIZES = {"mnist": (1, 28, 10), "fashion_mnist": (1, 28, 10), "cifar10": (3, 32, 
 @pytest.mark.parametrize("name", options("data"))
 def test_datamodule_reads_real_format(name, data_root):
     """Every conf/data YAML composes and its DataModule sets up on tiny files in the real on-disk format."""
-    cfg = compose_cfg([f"data={name}", f"data.root={data_root}", "data.val_fraction=0.25", "data.download=false",
-                       *(["data.verify_checksums=false"] if name.startswith("cifar") else [])])
+    cfg = compose_cfg(
+        [
+            f"data={name}",
+            f"data.root={data_root}",
+            "data.val_fraction=0.25",
+            "data.download=false",
+            *(["data.verify_checksums=false"] if name.startswith("cifar") else []),
+        ]
+    )
     dm = instantiate(cfg.data)
     dm.prepare_data()
     dm.setup("fit")
@@ -194,9 +201,16 @@ def test_fast_path_matches_plain_dataloader_loop(data_root, tmp_path):
     model = LeNet(dropout=0.0)
     plain_model = copy.deepcopy(model)
     recorder = _RecordLosses()
-    trainer = L.Trainer(max_steps=5, accelerator="cpu", logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, callbacks=[recorder],
-                        limit_val_batches=0)
+    trainer = L.Trainer(
+        max_steps=5,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[recorder],
+        limit_val_batches=0,
+    )
     trainer.fit(RegNetModule(model, num_classes=10), datamodule=dm)
     x, y = dm.splits["train"]
     epoch0 = TensorBatches(x, y, dm.batch_size, shuffle=True, seed=dm.seed, epoch_fn=lambda: 0)

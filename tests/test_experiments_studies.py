@@ -54,7 +54,11 @@ PAIRS = (
 
 
 def overrides(experiment: str, variant: str | None, model: str | None) -> list[str]:
-    return [f"experiment={experiment}"] + ([f"variant={variant}"] if variant else []) + ([f"model={model}"] if model else [])
+    return (
+        [f"experiment={experiment}"]
+        + ([f"variant={variant}"] if variant else [])
+        + ([f"model={model}"] if model else [])
+    )
 
 
 def test_every_experiment_and_variant_file_is_tested():
@@ -76,8 +80,10 @@ def test_a_variant_of_another_study_is_an_error(experiment, variant):
     cfg = compose_cfg([f"experiment={experiment}", f"variant={variant}"])
     with pytest.raises(ValueError) as err:
         build(cfg)
-    assert one_line(err.value) == (f"variant={variant} is not a variant of experiment={experiment}: "
-                                   f"choose one of {', '.join(variants_of(experiment))}")
+    assert one_line(err.value) == (
+        f"variant={variant} is not a variant of experiment={experiment}: "
+        f"choose one of {', '.join(variants_of(experiment))}"
+    )
     build(compose_cfg([f"variant={variant}"]))  # without an experiment a variant refines the defaults
 
 
@@ -106,7 +112,9 @@ def test_composes_with_the_studys_numbers(experiment, variant, model):
         assert cfg.optim._target_ == "torch.optim.SGD" and (cfg.optim.lr, cfg.optim.momentum) == (0.01, 0.5)
         assert (cfg.data.batch_size, cfg.data.eval_batch_size, cfg.trainer.max_epochs) == (64, 1000, 2)
         assert cfg.sched.scheduler is None
-        expected_dropout = {"bn": 0.5}.get(variant, float(variant.split("_")[1]) if variant.startswith("dropout_") else 0.0)
+        expected_dropout = {"bn": 0.5}.get(
+            variant, float(variant.split("_")[1]) if variant.startswith("dropout_") else 0.0
+        )
         assert cfg.model.dropout == expected_dropout
         assert cfg.model.batchnorm == (variant in ("bn", "bn_no_dropout", "xavier"))
         assert cfg.model.activation == ("sigmoid" if variant == "sigmoid" else "relu")
@@ -125,7 +133,9 @@ def test_composes_with_the_studys_numbers(experiment, variant, model):
             assert sched.T_max == 1000 and cfg.sched.interval == "step"
         elif variant.startswith("cyclic"):
             assert (sched.base_lr, sched.step_size_up, sched.cycle_momentum) == (1e-4, 2500, False)
-            assert (sched.mode, sched.max_lr) == (("triangular", 1e-3) if variant == "cyclic" else ("triangular2", 1e-2))
+            assert (sched.mode, sched.max_lr) == (
+                ("triangular", 1e-3) if variant == "cyclic" else ("triangular2", 1e-2)
+            )
         elif variant.startswith("warm_restarts"):
             assert (sched.T_0, sched.T_mult) == ((250, 2) if variant == "warm_restarts" else (1000, 1))
         else:
@@ -160,9 +170,7 @@ def test_few_steps(experiment, variant, model, data_root, tmp_path):
 
 def test_dropout_one_stays_at_chance_in_training(data_root, tmp_path):
     """convnet_ablation's p = 1 row: fc2 sees zeros in training, so the training outputs are the same for all images."""
-    results = run(
-        [*overrides("convnet_ablation", "dropout_1.0", None), f"data.root={data_root}", *tiny()], tmp_path
-    )
+    results = run([*overrides("convnet_ablation", "dropout_1.0", None), f"data.root={data_root}", *tiny()], tmp_path)
     assert results["config"]["model"]["dropout"] == 1.0
     assert results["metrics"]["train/acc"] <= 0.5  # one class for every image
 

@@ -15,8 +15,16 @@ from tests.conftest import compose_cfg, tiny
 
 
 def test_diverged_run_records_first_bad_step(data_root, tmp_path):
-    cfg = compose_cfg(["model=simplenet", "optim.lr=1e30", "sched=none", f"data.root={data_root}",
-                       *tiny("trainer.limit_train_batches=10", "trainer.max_epochs=3")], return_hydra_config=True)
+    cfg = compose_cfg(
+        [
+            "model=simplenet",
+            "optim.lr=1e30",
+            "sched=none",
+            f"data.root={data_root}",
+            *tiny("trainer.limit_train_batches=10", "trainer.max_epochs=3"),
+        ],
+        return_hydra_config=True,
+    )
     with pytest.raises(Diverged) as err:
         train(cfg, tmp_path)
     results = json.loads((tmp_path / "results.json").read_text())

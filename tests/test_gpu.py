@@ -84,8 +84,14 @@ def test_each_regularizer_trains_on_cuda(reg, data_root, tmp_path):
 
 
 def test_resnet18_bf16_channels_last_with_crop_flip(data_root, tmp_path):
-    cfg = _cfg(data_root, "model=resnet18", "trainer.precision=bf16-mixed", "callbacks.channels_last.enabled=true",
-               "data.augment=cifar_crop_flip", data="cifar100")
+    cfg = _cfg(
+        data_root,
+        "model=resnet18",
+        "trainer.precision=bf16-mixed",
+        "callbacks.channels_last.enabled=true",
+        "data.augment=cifar_crop_flip",
+        data="cifar100",
+    )
     result = train(cfg, tmp_path)
     assert result["status"] == "completed" and result["global_step"] == 3
     assert math.isfinite(result["metrics"]["train/loss"]) and math.isfinite(result["test_loss"])
@@ -134,12 +140,26 @@ def test_gpu_batches_and_augmentation_equal_the_cpu_path():
 
 def _cli(args, data_root, timeout=300):
     env = {**os.environ, "REGNET_DATA": str(data_root), "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "regnet.train", *args], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "regnet.train", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
-RESUME = ["trainer=gpu", "trainer.max_epochs=40", "data.batch_size=16", "data.eval_batch_size=64",
-          "trainer.limit_test_batches=1", "callbacks.checkpoint_steps.every_n_train_steps=7", "reg=jacobian"]
+RESUME = [
+    "trainer=gpu",
+    "trainer.max_epochs=40",
+    "data.batch_size=16",
+    "data.eval_batch_size=64",
+    "trainer.limit_test_batches=1",
+    "callbacks.checkpoint_steps.every_n_train_steps=7",
+    "reg=jacobian",
+]
 
 
 def test_sigkilled_run_resumes_on_the_gpu(data_root, tmp_path):
@@ -175,8 +195,10 @@ def test_sigkilled_run_resumes_on_the_gpu(data_root, tmp_path):
 
 
 def test_gpus_launcher_four_jobs_two_per_gpu(data_root, tmp_path):
-    out = _cli(["-m", "hydra/launcher=gpus", "jobs_per_gpu=2", "seed=0,1,2,3", f"hydra.sweep.dir={tmp_path}",
-                *tiny(), *GPU], data_root)
+    out = _cli(
+        ["-m", "hydra/launcher=gpus", "jobs_per_gpu=2", "seed=0,1,2,3", f"hydra.sweep.dir={tmp_path}", *tiny(), *GPU],
+        data_root,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     results = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("*/results.json"))]
     assert sorted(r["seed"] for r in results) == [0, 1, 2, 3]
@@ -186,8 +208,18 @@ def test_gpus_launcher_four_jobs_two_per_gpu(data_root, tmp_path):
 
 
 def test_ddp_on_one_gpu(data_root, tmp_path):
-    out = _cli(["trainer=ddp", "trainer.devices=1", "reg=[jacobian,svb]", "reg.svb.every=2", f"hydra.run.dir={tmp_path}",
-                *tiny("trainer.max_epochs=2"), "trainer.accelerator=gpu"], data_root)
+    out = _cli(
+        [
+            "trainer=ddp",
+            "trainer.devices=1",
+            "reg=[jacobian,svb]",
+            "reg.svb.every=2",
+            f"hydra.run.dir={tmp_path}",
+            *tiny("trainer.max_epochs=2"),
+            "trainer.accelerator=gpu",
+        ],
+        data_root,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["status"] == "completed" and results["global_step"] == 6 and results["device"].startswith("cuda")
@@ -197,8 +229,7 @@ def test_ddp_on_one_gpu(data_root, tmp_path):
 def test_stacked_launcher_on_the_gpu(data_root, tmp_path):
     if not (CONF / "hydra" / "launcher" / "stacked.yaml").exists():
         pytest.skip("conf/hydra/launcher/stacked.yaml does not exist yet: no stacked launcher to run")
-    out = _cli(["-m", "hydra/launcher=stacked", "seed=0,1,2", f"hydra.sweep.dir={tmp_path}", *tiny(), *GPU],
-               data_root)
+    out = _cli(["-m", "hydra/launcher=stacked", "seed=0,1,2", f"hydra.sweep.dir={tmp_path}", *tiny(), *GPU], data_root)
     assert out.returncode == 0, out.stderr[-3000:]
     results = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("**/results.json"))]
     assert sorted(r["seed"] for r in results) == [0, 1, 2]

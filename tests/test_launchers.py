@@ -17,8 +17,14 @@ from tests.conftest import REPO, compose_cfg, tiny
 
 def _cli(args, data_root, timeout=600, env=None):
     env = {**(os.environ if env is None else env), "REGNET_DATA": str(data_root), "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "regnet.train", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "regnet.train", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.mark.slow
@@ -28,8 +34,11 @@ def test_two_seed_sweep_through_launcher(launcher, data_root, tmp_path):
     jobs_per_gpu=2) or cpus_per_task (submitit's local executor, 1 in the preset)."""
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     extra = ["jobs_per_gpu=2"] if launcher == "gpus" else []
-    out = _cli(["-m", f"hydra/launcher={launcher}", "seed=0,1", *extra, f"hydra.sweep.dir={tmp_path}", *tiny()],
-               data_root, env=env)
+    out = _cli(
+        ["-m", f"hydra/launcher={launcher}", "seed=0,1", *extra, f"hydra.sweep.dir={tmp_path}", *tiny()],
+        data_root,
+        env=env,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     found = sorted(tmp_path.glob("*/results.json"))
     assert len(found) == 2
@@ -43,8 +52,11 @@ def test_two_seed_sweep_through_launcher(launcher, data_root, tmp_path):
 @pytest.mark.slow
 def test_user_thread_setting_wins_in_a_sweep(data_root, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    out = _cli(["-m", "hydra/launcher=gpus", "jobs_per_gpu=2", "seed=0", f"hydra.sweep.dir={tmp_path}", *tiny()],
-               data_root, env=env)
+    out = _cli(
+        ["-m", "hydra/launcher=gpus", "jobs_per_gpu=2", "seed=0", f"hydra.sweep.dir={tmp_path}", *tiny()],
+        data_root,
+        env=env,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert json.loads(next(tmp_path.glob("*/results.json")).read_text())["torch_threads"] == 1
 
@@ -67,20 +79,41 @@ def test_gpu_assignment_round_robin_and_packing():
 
 
 def test_slurm_preset_overridable():
-    cfg = compose_cfg(["hydra/launcher=slurm", "hydra.launcher.partition=gpu", "hydra.launcher.timeout_min=90",
-                       "hydra.launcher.gpus_per_node=2", "hydra.launcher.array_parallelism=8"],
-                      return_hydra_config=True)
+    cfg = compose_cfg(
+        [
+            "hydra/launcher=slurm",
+            "hydra.launcher.partition=gpu",
+            "hydra.launcher.timeout_min=90",
+            "hydra.launcher.gpus_per_node=2",
+            "hydra.launcher.array_parallelism=8",
+        ],
+        return_hydra_config=True,
+    )
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher")
     assert (launcher.partition, launcher.timeout_min, launcher.gpus_per_node, launcher.array_parallelism) == (
-        "gpu", 90, 2, 8)
+        "gpu",
+        90,
+        2,
+        8,
+    )
     assert launcher.mem_gb and launcher.cpus_per_task
 
 
 @pytest.mark.slow
 def test_ddp_two_cpu_processes_write_one_result(data_root, tmp_path):
-    out = _cli(["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "reg=[jacobian,svb]",
-                "reg.svb.every=2", f"hydra.run.dir={tmp_path}", *tiny("trainer.max_epochs=2")], data_root)
+    out = _cli(
+        [
+            "trainer=ddp",
+            "trainer.accelerator=cpu",
+            "trainer.devices=2",
+            "reg=[jacobian,svb]",
+            "reg.svb.every=2",
+            f"hydra.run.dir={tmp_path}",
+            *tiny("trainer.max_epochs=2"),
+        ],
+        data_root,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["status"] == "completed" and results["global_step"] == 6
@@ -94,11 +127,21 @@ def test_ddp_matches_single_process_with_jacobian_and_svb(data_root, tmp_path):
     """2 ranks × batch 8 see the same samples per step as 1 process × batch 16 (rank r takes every 2nd index of
     the same order) and DDP averages their gradients, so with the exact Jacobian norm (no random projection),
     SVB projections and no dropout both runs end with the same model."""
-    common = ["reg=[jacobian,svb]", "reg.jacobian.n_proj=-1", "reg.svb.every=2", "model.dropout=0",
-              "trainer.accelerator=cpu", "trainer.max_epochs=1", "trainer.limit_train_batches=4",
-              "trainer.limit_test_batches=1", "data.eval_batch_size=64"]
-    ddp = _cli(["trainer=ddp", "trainer.devices=2", "data.batch_size=8", f"hydra.run.dir={tmp_path / 'ddp'}", *common],
-               data_root)
+    common = [
+        "reg=[jacobian,svb]",
+        "reg.jacobian.n_proj=-1",
+        "reg.svb.every=2",
+        "model.dropout=0",
+        "trainer.accelerator=cpu",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=4",
+        "trainer.limit_test_batches=1",
+        "data.eval_batch_size=64",
+    ]
+    ddp = _cli(
+        ["trainer=ddp", "trainer.devices=2", "data.batch_size=8", f"hydra.run.dir={tmp_path / 'ddp'}", *common],
+        data_root,
+    )
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     single = _cli(["data.batch_size=16", f"hydra.run.dir={tmp_path / 'single'}", *common], data_root)
     assert single.returncode == 0, single.stderr[-3000:]

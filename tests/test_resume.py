@@ -29,10 +29,18 @@ from tests.conftest import REPO, compose_cfg, tiny
 # images held out for validation), a step checkpoint every 6 steps, so steps 12, 24 and 36 end an epoch; a
 # regularizer that draws random numbers.
 STEPS_PER_EPOCH, EPOCHS, EVERY = 12, 3, 6
-KILL_ARGS = [f"trainer.max_epochs={EPOCHS}", f"trainer.limit_train_batches={STEPS_PER_EPOCH}", "data.val_fraction=0.25",
-             "data.batch_size=8", "data.eval_batch_size=32", "trainer.limit_test_batches=2",
-             f"callbacks.checkpoint_steps.every_n_train_steps={EVERY}", "reg=jacobian", "trainer.accelerator=cpu",
-             "callbacks.progress_bar.refresh_rate=0"]
+KILL_ARGS = [
+    f"trainer.max_epochs={EPOCHS}",
+    f"trainer.limit_train_batches={STEPS_PER_EPOCH}",
+    "data.val_fraction=0.25",
+    "data.batch_size=8",
+    "data.eval_batch_size=32",
+    "trainer.limit_test_batches=2",
+    f"callbacks.checkpoint_steps.every_n_train_steps={EVERY}",
+    "reg=jacobian",
+    "trainer.accelerator=cpu",
+    "callbacks.progress_bar.refresh_rate=0",
+]
 TIMING = "train/images_per_s"  # wall-clock, differs between any two runs
 
 
@@ -124,8 +132,13 @@ def _train_killed(args, run_dir, at):
     pid = os.fork()
     if pid == 0:  # the child never returns into pytest
         try:
-            train(compose_cfg([*args, "+callbacks.kill._target_=tests.test_resume.KillAt", f"+callbacks.kill.at={at}"],
-                              return_hydra_config=True), run_dir)
+            train(
+                compose_cfg(
+                    [*args, "+callbacks.kill._target_=tests.test_resume.KillAt", f"+callbacks.kill.at={at}"],
+                    return_hydra_config=True,
+                ),
+                run_dir,
+            )
         finally:
             os._exit(3)  # KillAt did not fire
     deadline = time.monotonic() + 300
@@ -140,13 +153,15 @@ def _train_killed(args, run_dir, at):
 
 def _compared(results):
     return {k: results[k] for k in ("status", "epochs", "global_step", "test_acc", "test_loss", "val_acc")} | {
-        "metrics": {k: v for k, v in results["metrics"].items() if k != TIMING}}
+        "metrics": {k: v for k, v in results["metrics"].items() if k != TIMING}
+    }
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="the killed run is a forked child")
-@pytest.mark.parametrize("at", ["mid_epoch", "after_epoch_end", "validation", "checkpoint_write", "test",
-                                "final_write"])
+@pytest.mark.parametrize(
+    "at", ["mid_epoch", "after_epoch_end", "validation", "checkpoint_write", "test", "final_write"]
+)
 def test_sigkill_then_rerun_gives_the_uninterrupted_results(at, data_root, tmp_path, reference):
     """Killed with SIGKILL at ``at``, then the same command again: the run resumes from checkpoints/last.ckpt and ends
     with exactly the results.json metrics and metrics.csv of the run that never stopped."""
@@ -188,8 +203,12 @@ def test_a_checkpoint_is_written_at_every_epoch_end(data_root, tmp_path):
     """README: checkpoints go to checkpoints/last.ckpt at every epoch end (Lightning 2.6's
     ``ModelCheckpoint(save_top_k=0, save_last=True)`` saved none there), and nowhere else."""
     EpochStartProbe.steps = []
-    args = [f"data.root={data_root}", *tiny(), "trainer.max_epochs=3",
-            "+callbacks.probe._target_=tests.test_resume.EpochStartProbe"]
+    args = [
+        f"data.root={data_root}",
+        *tiny(),
+        "trainer.max_epochs=3",
+        "+callbacks.probe._target_=tests.test_resume.EpochStartProbe",
+    ]
     result = train(compose_cfg(args, return_hydra_config=True), tmp_path)
     assert result["global_step"] == 9 and EpochStartProbe.steps == [3, 6]
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["last.ckpt"]
@@ -309,12 +328,21 @@ def test_a_run_another_process_is_training_is_skipped_until_that_process_dies(da
     run in two processes; a holder killed with SIGKILL releases the run (the kernel drops its flock)."""
     run = tmp_path / "run"
     run.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(run / ".regnet-run.lock")],
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(run / ".regnet-run.lock")], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
-        cmd = [sys.executable, "-m", "regnet.train", "trainer.accelerator=cpu", "trainer.max_epochs=1",
-               "trainer.limit_train_batches=3", "trainer.limit_test_batches=1", f"hydra.run.dir={run}"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "regnet.train",
+            "trainer.accelerator=cpu",
+            "trainer.max_epochs=1",
+            "trainer.limit_train_batches=3",
+            "trainer.limit_test_batches=1",
+            f"hydra.run.dir={run}",
+        ]
         out = subprocess.run(cmd, cwd=REPO, env=_env(data_root), capture_output=True, text=True, timeout=300)
         assert out.returncode == 0, out.stderr[-2000:]
         assert "is being trained by another process (pid 4242); skipping it" in out.stdout + out.stderr

@@ -23,25 +23,45 @@ EPOCHS, STEPS_PER_EPOCH, LR = 3, 3, 1e-2
 # (sched, overrides, interval, PyTorch's scheduler built directly on an optimizer)
 CASES = {
     "cosine_step": ("cosine", ["sched.scheduler.T_max=4"], "step", lambda o: tls.CosineAnnealingLR(o, T_max=4)),
-    "cosine_epoch_whole_run": ("cosine", ["sched.interval=epoch"], "epoch", lambda o: tls.CosineAnnealingLR(o, T_max=EPOCHS)),
+    "cosine_epoch_whole_run": (
+        "cosine",
+        ["sched.interval=epoch"],
+        "epoch",
+        lambda o: tls.CosineAnnealingLR(o, T_max=EPOCHS),
+    ),
     "cyclic_triangular2": (
         "cyclic",
-        ["sched.scheduler.base_lr=1e-4", "sched.scheduler.max_lr=1e-2", "sched.scheduler.step_size_up=2",
-         "sched.scheduler.mode=triangular2"],
+        [
+            "sched.scheduler.base_lr=1e-4",
+            "sched.scheduler.max_lr=1e-2",
+            "sched.scheduler.step_size_up=2",
+            "sched.scheduler.mode=triangular2",
+        ],
         "step",
         lambda o: tls.CyclicLR(o, base_lr=1e-4, max_lr=1e-2, step_size_up=2, mode="triangular2", cycle_momentum=False),
     ),  # fmt: skip
     "cyclic_epoch": (
-        "cyclic", ["sched.scheduler.step_size_up=1", "sched.interval=epoch"], "epoch",
+        "cyclic",
+        ["sched.scheduler.step_size_up=1", "sched.interval=epoch"],
+        "epoch",
         lambda o: tls.CyclicLR(o, base_lr=1e-4, max_lr=1e-3, step_size_up=1, cycle_momentum=False),
     ),  # fmt: skip
     "warm_restarts": (
-        "cosine_warm_restarts", ["sched.scheduler.T_0=2", "sched.scheduler.T_mult=2"], "step",
+        "cosine_warm_restarts",
+        ["sched.scheduler.T_0=2", "sched.scheduler.T_mult=2"],
+        "step",
         lambda o: tls.CosineAnnealingWarmRestarts(o, T_0=2, T_mult=2),
     ),  # fmt: skip
-    "exponential_epoch": ("exponential", ["sched.scheduler.gamma=0.5"], "epoch", lambda o: tls.ExponentialLR(o, gamma=0.5)),
+    "exponential_epoch": (
+        "exponential",
+        ["sched.scheduler.gamma=0.5"],
+        "epoch",
+        lambda o: tls.ExponentialLR(o, gamma=0.5),
+    ),
     "exponential_step": (
-        "exponential", ["sched.scheduler.gamma=0.8", "sched.interval=step"], "step",
+        "exponential",
+        ["sched.scheduler.gamma=0.8", "sched.interval=step"],
+        "step",
         lambda o: tls.ExponentialLR(o, gamma=0.8),
     ),  # fmt: skip
 }

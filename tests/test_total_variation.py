@@ -6,7 +6,13 @@ import pytest
 import torch
 from torch import nn
 
-from regnet.analysis import boundary_length, decision_plane, distance_to_boundary, orthonormal_directions, total_variation
+from regnet.analysis import (
+    boundary_length,
+    decision_plane,
+    distance_to_boundary,
+    orthonormal_directions,
+    total_variation,
+)
 from regnet.analysis.boundaries import grid_axis
 
 
@@ -35,7 +41,9 @@ def test_checkerboard():
     n = 6
     assert total_variation(checkerboard(n), "anisotropic", "boundary") == 2 * n * (n - 1)
     assert total_variation(checkerboard(n), "isotropic", "boundary") == pytest.approx(math.sqrt(2) * (n - 1) ** 2)
-    assert total_variation(checkerboard(n, 0, 3), "isotropic", "labels") == pytest.approx(3 * math.sqrt(2) * (n - 1) ** 2)
+    assert total_variation(checkerboard(n, 0, 3), "isotropic", "labels") == pytest.approx(
+        3 * math.sqrt(2) * (n - 1) ** 2
+    )
     assert total_variation(torch.zeros(5, 5, dtype=torch.long)) == 0
 
 

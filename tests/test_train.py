@@ -66,8 +66,9 @@ def test_completed_run_is_skipped(data_root, tmp_path):
 
 def _cli(args: list[str], data_root: Path, cwd: Path = REPO) -> subprocess.CompletedProcess:
     env = {**os.environ, "REGNET_DATA": str(data_root), "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "regnet.train", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "regnet.train", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
 
 
 @pytest.mark.slow
@@ -86,8 +87,10 @@ def test_multirun_two_seeds(data_root, tmp_path):
 def test_experiment_variants_compose_and_run(data_root, tmp_path):
     variants = ["no_reg", "no_reg_no_dropout", "l2", "jacobi", "jacobi_no_dropout", "svb"]
     for v in variants:
-        cfg = compose_cfg(["experiment=hoffman2019_mnist", f"variant={v}", f"data.root={data_root}", *tiny()],
-                          return_hydra_config=True)
+        cfg = compose_cfg(
+            ["experiment=hoffman2019_mnist", f"variant={v}", f"data.root={data_root}", *tiny()],
+            return_hydra_config=True,
+        )
         assert cfg.trainer.max_epochs == 1 and cfg.task_name == "hoffman2019_mnist"
         results = train(cfg, tmp_path / v)
         assert results["variant"] == v
@@ -102,12 +105,23 @@ FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (FASHION / "train-images-idx3-ubyte.gz").is_file(), reason="Debian dataset-fashion-mnist not installed")
+@pytest.mark.skipif(
+    not (FASHION / "train-images-idx3-ubyte.gz").is_file(), reason="Debian dataset-fashion-mnist not installed"
+)
 def test_lenet_one_epoch_on_real_fashion_mnist(tmp_path):
     """Real data: one epoch of LeNet on Fashion-MNIST (60k images) reaches ≥ 80 % test accuracy; the analysis
     reloads the run where its data folder is absent (another working directory) from the Debian files."""
-    cfg = compose_cfg(["data=fashion_mnist", f"data.root={tmp_path / 'data'}", "trainer.max_epochs=1",
-                       "trainer.accelerator=cpu", "sched=none", "optim.lr=0.05"], return_hydra_config=True)
+    cfg = compose_cfg(
+        [
+            "data=fashion_mnist",
+            f"data.root={tmp_path / 'data'}",
+            "trainer.max_epochs=1",
+            "trainer.accelerator=cpu",
+            "sched=none",
+            "optim.lr=0.05",
+        ],
+        return_hydra_config=True,
+    )
     results = train(cfg, tmp_path / "run")
     assert results["global_step"] == 600
     assert results["test_acc"] >= 0.80, results["test_acc"]

@@ -71,8 +71,14 @@ def fgsm(model: nn.Module, x: Tensor, y: Tensor, eps: float) -> Tensor:
 
 
 def pgd(
-    model: nn.Module, x: Tensor, y: Tensor, eps: float, step_size: float | None = None, steps: int = 10,
-    random_start: bool = True, generator: torch.Generator | None = None,
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    eps: float,
+    step_size: float | None = None,
+    steps: int = 10,
+    random_start: bool = True,
+    generator: torch.Generator | None = None,
 ) -> Tensor:
     """Projected gradient descent in the L∞ ball of radius ε (pixel units), clamped to [0, 1].
     ``step_size`` defaults to 2.5 ε / steps (Madry et al.)."""
@@ -90,7 +96,12 @@ def pgd(
 
 
 def autoattack(
-    model: nn.Module, x: Tensor, y: Tensor, eps: float, n_classes: int, seed: int = 0,
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    eps: float,
+    n_classes: int,
+    seed: int = 0,
     square_queries: int = SQUARE_QUERIES,
 ) -> Tensor:
     """torchattacks' standard L∞ AutoAttack (APGD-CE, APGD-T, FAB-T, Square) of radius ε (pixel units) on
@@ -108,7 +119,9 @@ def autoattack(
     return attack(x, y).detach()
 
 
-def square(model: nn.Module, x: Tensor, y: Tensor, eps: float, seed: int = 0, n_queries: int = SQUARE_QUERIES) -> Tensor:
+def square(
+    model: nn.Module, x: Tensor, y: Tensor, eps: float, seed: int = 0, n_queries: int = SQUARE_QUERIES
+) -> Tensor:
     """torchattacks' Square attack (L∞, margin loss, one restart): a black-box attack that only reads logits."""
     if eps == 0:
         return x.clone()
@@ -128,8 +141,16 @@ def accuracy(model: nn.Module, x: Tensor, y: Tensor) -> float:
 
 @full_fp32()
 def attack_accuracy(
-    model: nn.Module, x: Tensor, y: Tensor, attack: str, eps_list: Sequence[float], batch_size: int = 500,
-    seed: int = 0, pgd_steps: int = 10, pgd_step_size: float | None = None, pgd_random_start: bool = True,
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    attack: str,
+    eps_list: Sequence[float],
+    batch_size: int = 500,
+    seed: int = 0,
+    pgd_steps: int = 10,
+    pgd_step_size: float | None = None,
+    pgd_random_start: bool = True,
     square_queries: int = SQUARE_QUERIES,
 ) -> list[dict]:
     """Accuracy (fraction) of ``model`` (pixel space) on (x, y) under ``attack`` for each ε.
@@ -149,7 +170,7 @@ def attack_accuracy(
             raise ValueError(f"eps={eps!r} is invalid: ε is an L∞ radius in pixel units, use values in [0, 1]")
         correct = 0
         for start in range(0, len(x), batch_size):
-            xb, yb = x[start:start + batch_size].to(device), y[start:start + batch_size].to(device)
+            xb, yb = x[start : start + batch_size].to(device), y[start : start + batch_size].to(device)
             if attack == "fgsm":
                 xb = fgsm(model, xb, yb, eps)
             elif attack == "pgd":
@@ -196,6 +217,6 @@ def jacobian_norms(model: nn.Module, x: Tensor, batch_size: int = 256) -> Tensor
     out = []
     for start in range(0, len(x), batch_size):
         with torch.enable_grad():
-            xb = x[start:start + batch_size].to(device).detach().requires_grad_(True)
+            xb = x[start : start + batch_size].to(device).detach().requires_grad_(True)
             out.append(jacobian_sq_norms(xb, model(xb)).sqrt().detach().cpu())
     return torch.cat(out)

@@ -48,8 +48,10 @@ def check_grid(zoom: float, resolution: int) -> None:
     if not (isinstance(zoom, (int, float)) and zoom > 0 and math.isfinite(zoom)):
         raise ValueError(f"zoom={zoom!r} is invalid: it must be a positive number (the grid spans ±1/zoom), e.g. 0.01")
     if not isinstance(resolution, int) or not 2 <= resolution <= MAX_RESOLUTION:
-        raise ValueError(f"resolution={resolution!r} is invalid: it must be an integer in [2, {MAX_RESOLUTION}] (points "
-                         "per axis, resolution² forward passes per plane and zoom), e.g. 250")  # fmt: skip
+        raise ValueError(
+            f"resolution={resolution!r} is invalid: it must be an integer in [2, {MAX_RESOLUTION}] (points "
+            "per axis, resolution² forward passes per plane and zoom), e.g. 250"
+        )
 
 
 def orthonormal_directions(shape: Sequence[int], generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
@@ -104,8 +106,15 @@ CPU_BATCH, GPU_BATCH = 1024, 16384  # CPU: small enough that a batch's activatio
 @full_fp32()
 @torch.inference_mode()
 def decision_plane(
-    model: nn.Module, x0: Tensor, v1: Tensor, v2: Tensor, zoom: float, resolution: int,
-    batch_size: int | None = None, fast: bool = True, chain: ChainModel | None = None,
+    model: nn.Module,
+    x0: Tensor,
+    v1: Tensor,
+    v2: Tensor,
+    zoom: float,
+    resolution: int,
+    batch_size: int | None = None,
+    fast: bool = True,
+    chain: ChainModel | None = None,
 ) -> Tensor:
     """Label image (resolution, resolution), int64 on the CPU: entry [i, j] is argmax model(x0 + a_i·v1 + b_j·v2)
     with a = b = linspace(−1/zoom, 1/zoom, resolution). x0, v1, v2: (C, H, W) in the model's input space.
@@ -131,7 +140,11 @@ def decision_plane(
     a, b = a.reshape(-1).to(device, torch.float32), b.reshape(-1).to(device, torch.float32)  # (R²,)
     first = first_linear_layer(model, x0.unsqueeze(0)) if fast else None
     if first is not None:  # plane in the first layer's output space: (1, C', H', W') each
-        base, d1, d2 = first(x0.unsqueeze(0)), _linear_part(first, v1.unsqueeze(0)), _linear_part(first, v2.unsqueeze(0))
+        base, d1, d2 = (
+            first(x0.unsqueeze(0)),
+            _linear_part(first, v1.unsqueeze(0)),
+            _linear_part(first, v2.unsqueeze(0)),
+        )
     else:
         base, d1, d2 = x0.unsqueeze(0), v1.unsqueeze(0), v2.unsqueeze(0)
     basis = torch.cat([base, d1, d2]).flatten(1)  # (3, D): the plane as one small matrix
@@ -173,9 +186,7 @@ def plane_metrics(labels: Tensor) -> dict[str, float]:
     return out
 
 
-def sample_planes(
-    inputs: Tensor, n_planes: int, seed: int | None = 0
-) -> list[tuple[int, Tensor, Tensor]]:
+def sample_planes(inputs: Tensor, n_planes: int, seed: int | None = 0) -> list[tuple[int, Tensor, Tensor]]:
     """``n_planes`` (x0 index, v1, v2) for test inputs (N, C, H, W); with a seed, every caller with the same
     inputs gets the same planes, so models are compared on identical planes."""
     g = torch.Generator()

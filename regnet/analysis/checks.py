@@ -61,8 +61,11 @@ def sanity_checks(records: pd.DataFrame) -> pd.DataFrame:
             "above_bound": (attacks & set(WHITE_BOX + BLACK_BOX)) and (g["eps"] >= 0.5).any(),
             "black_box_stronger": (attacks & set(BLACK_BOX)) and (attacks & set(GRADIENT)),
         }
-        hint = {"rises_with_eps": "needs a white-box attack at ≥ 2 values of ε",
-                "above_bound": "needs an ε ≥ 0.5 in --eps", "black_box_stronger": "needs square and fgsm or pgd"}
+        hint = {
+            "rises_with_eps": "needs a white-box attack at ≥ 2 values of ε",
+            "above_bound": "needs an ε ≥ 0.5 in --eps",
+            "black_box_stronger": "needs square and fgsm or pgd",
+        }
         for check in CHECKS:
             failed = g[g["flag"].str.split(";").apply(lambda f, c=check: c in f)]
             if not runnable[check]:

@@ -14,9 +14,9 @@ from regnet.analysis import plots
 from regnet.analysis.device import full_fp32
 from regnet.confusion import confusion_matrix, write_confusion_matrix
 from regnet.data.base import normalize
+from regnet.files import write_atomic
 from regnet.models.common import device_of
 from regnet.regularizers.base import weight_matrices
-from regnet.files import write_atomic
 
 
 def topk_error(logits: Tensor, targets: Tensor, k: int = 1) -> float:

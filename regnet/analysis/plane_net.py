@@ -129,8 +129,13 @@ def flatten_channels_last(layers: list[nn.Module], chw: tuple[int, int, int], de
         k = i + 1
         while k < len(out) and isinstance(out[k], nn.modules.dropout._DropoutNd):
             k += 1
-        if type(layer) is nn.Flatten and (layer.start_dim, layer.end_dim) == (1, -1) and x.dim() == 4 \
-                and k < len(out) and type(out[k]) is nn.Linear:
+        if (
+            type(layer) is nn.Flatten
+            and (layer.start_dim, layer.end_dim) == (1, -1)
+            and x.dim() == 4
+            and k < len(out)
+            and type(out[k]) is nn.Linear
+        ):
             linear = copy.deepcopy(out[k])
             linear.weight = nn.Parameter(linear.weight.unflatten(1, x.shape[1:]).permute(0, 2, 3, 1).flatten(1))
             out[i], out[k] = FlattenHWC(), linear

@@ -91,7 +91,9 @@ def plot_gallery(images: np.ndarray, captions: list[str], title: str):
         ax.axis("off")
     for ax, img, cap in zip(axes[0], images, captions):
         img = np.transpose(img, (1, 2, 0))
-        ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None, vmin=0, vmax=1)
+        ax.imshow(
+            img[..., 0] if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None, vmin=0, vmax=1
+        )
         ax.set_title(cap, fontsize=6)
     fig.suptitle(title, fontsize=8)
     return fig

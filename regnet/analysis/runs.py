@@ -105,7 +105,9 @@ def find_runs(root: str | Path) -> Sweep:
     if not root.is_dir():
         raise NoRunsError(f"{root} is not a directory: pass a run or sweep directory (e.g. outputs/hoffman2019_mnist)")
     sweep = Sweep(root)
-    candidates = sorted({p.parent for p in root.rglob(RESULTS)} | {p.parent.parent for p in root.rglob(".hydra/config.yaml")})
+    candidates = sorted(
+        {p.parent for p in root.rglob(RESULTS)} | {p.parent.parent for p in root.rglob(".hydra/config.yaml")}
+    )
     for run_dir in candidates:
         if SKIP_DIRS & set(run_dir.relative_to(root).parts):
             continue
@@ -125,7 +127,9 @@ def find_runs(root: str | Path) -> Sweep:
         status = results.get("status")
         sweep.runs.append(results)
         if status is None:
-            sweep.problems.append({"run_dir": str(run_dir), "status": "no_status", "reason": f"{RESULTS} has no status"})
+            sweep.problems.append(
+                {"run_dir": str(run_dir), "status": "no_status", "reason": f"{RESULTS} has no status"}
+            )
         elif status != "completed":
             reason = results.get("error") or results.get("reason") or ""
             sweep.problems.append({"run_dir": str(run_dir), "status": str(status), "reason": _one_line(reason)})
@@ -133,8 +137,13 @@ def find_runs(root: str | Path) -> Sweep:
             sweep.problems.append({"run_dir": str(run_dir), "status": "no_test_acc", "reason": "test_acc is null"})
         elif isinstance(results["test_acc"], bool) or not isinstance(results["test_acc"], (int, float)):
             sweep.runs.remove(results)
-            sweep.problems.append({"run_dir": str(run_dir), "status": "corrupt",
-                                   "reason": f"{RESULTS}: test_acc={results['test_acc']!r} is not a number"})  # fmt: skip
+            sweep.problems.append(
+                {
+                    "run_dir": str(run_dir),
+                    "status": "corrupt",
+                    "reason": f"{RESULTS}: test_acc={results['test_acc']!r} is not a number",
+                }
+            )
     if not sweep.runs and not sweep.problems:
         raise NoRunsError(f"no runs below {root}: expected <run dir>/{RESULTS} files written by python -m regnet.train")
     return sweep
@@ -164,14 +173,17 @@ def run_config(run_dir: str | Path, results: dict[str, Any] | None = None) -> Di
             raise UnloadableRunError(f"{hydra_cfg} cannot be read: {_one_line(e)}") from e
     results = results if results is not None else json.loads((run_dir / RESULTS).read_text())
     if not results.get("config"):
-        raise UnloadableRunError(f"{run_dir} has neither .hydra/config.yaml nor a config in {RESULTS}: cannot rebuild it")
+        raise UnloadableRunError(
+            f"{run_dir} has neither .hydra/config.yaml nor a config in {RESULTS}: cannot rebuild it"
+        )
     cfg = dict(results["config"])
     cfg.pop("hydra", None)
     return OmegaConf.create(cfg)
 
 
 def load_run(run_dir: str | Path, device: str | torch.device | None = None, data_root: str | None = None):
-    """(RegNetModule in eval mode on ``device`` (default: a GPU if there is one), datamodule set up for testing on the CPU, results dict).
+    """(RegNetModule in eval mode on ``device`` (default: a GPU if there is one), datamodule set up for testing on
+    the CPU, results dict).
 
     Rebuilds the run with ``regnet.build.build`` from its config and loads ``checkpoints/last.ckpt``.
     ``data_root`` overrides ``data.root`` (e.g. when the run was trained on another machine).
@@ -185,7 +197,9 @@ def load_run(run_dir: str | Path, device: str | torch.device | None = None, data
     cfg = run_config(run_dir, results)  # UnloadableRunError without a config
     ckpt = run_dir / LAST_CHECKPOINT
     if not ckpt.is_file():
-        raise UnloadableRunError(f"{ckpt} is missing: the run has no checkpoint to analyse (train it, or drop it from the sweep)")
+        raise UnloadableRunError(
+            f"{ckpt} is missing: the run has no checkpoint to analyse (train it, or drop it from the sweep)"
+        )
     try:
         with open_dict(cfg):
             if data_root is not None:

@@ -45,7 +45,11 @@ def welch_p(a: Sequence[float], b: Sequence[float]) -> float:
 
 
 def summarize(
-    df: pd.DataFrame, value: str, by: Sequence[str], baseline: str | None = None, variant_col: str = "variant",
+    df: pd.DataFrame,
+    value: str,
+    by: Sequence[str],
+    baseline: str | None = None,
+    variant_col: str = "variant",
     scale: float = 1.0,
 ) -> pd.DataFrame:
     """One row per group of ``by``: SUMMARY_COLUMNS of ``value · scale``, plus ``p_vs_<baseline>`` (Welch)

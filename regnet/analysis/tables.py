@@ -61,7 +61,9 @@ def _each_run(sweep: Sweep, what: str, verbose: bool) -> Iterator[tuple[Any, lis
                   file=sys.stderr, flush=True)  # fmt: skip
 
 
-def _cached_run(sweep: Sweep, run, notes: list[str], cache_dir, kind: str, params: dict, compute: Callable[[], T]) -> T | None:
+def _cached_run(
+    sweep: Sweep, run, notes: list[str], cache_dir, kind: str, params: dict, compute: Callable[[], T]
+) -> T | None:
     """``compute()`` for one run, through the cache; None when the run turns out unloadable (a truncated
     checkpoint, say): it is then listed in ``sweep.problems`` and left out of every later step."""
     try:
@@ -75,9 +77,17 @@ def _cached_run(sweep: Sweep, run, notes: list[str], cache_dir, kind: str, param
 
 
 def tv_records(
-    sweep: Sweep, zooms: Sequence[float] = DEFAULT_ZOOMS, planes: int = DEFAULT_PLANES,
-    resolution: int = DEFAULT_RESOLUTION, seed: int | None = 0, device: str | None = None, data_root: str | None = None,
-    keep_images: int = 0, batch_size: int | None = None, verbose: bool = False, cache_dir: str | Path | None = None,
+    sweep: Sweep,
+    zooms: Sequence[float] = DEFAULT_ZOOMS,
+    planes: int = DEFAULT_PLANES,
+    resolution: int = DEFAULT_RESOLUTION,
+    seed: int | None = 0,
+    device: str | None = None,
+    data_root: str | None = None,
+    keep_images: int = 0,
+    batch_size: int | None = None,
+    verbose: bool = False,
+    cache_dir: str | Path | None = None,
 ) -> tuple[pd.DataFrame, dict[str, list[dict]]]:
     """One row per (run, zoom, plane), all runs of one dataset on identical planes (same seed). ``cache_dir``:
     keep each run's records there and reuse them (:mod:`regnet.analysis.cache`)."""
@@ -90,7 +100,9 @@ def tv_records(
         def compute(run=run) -> tuple[list[dict], list[dict]]:
             module, dm, _ = load_run(run.run_dir, device, data_root)
             x, _ = test_inputs(dm)
-            return boundary_records(module.model, normalize(x, dm.mean, dm.std), zooms, planes, resolution, seed, batch_size, keep_images)
+            return boundary_records(
+                module.model, normalize(x, dm.mean, dm.std), zooms, planes, resolution, seed, batch_size, keep_images
+            )
 
         value = _cached_run(sweep, run, notes, cache_dir, "tv", params, compute)
         if value is None:
@@ -104,7 +116,14 @@ def tv_records(
     return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()), images
 
 
-TV_COLUMNS = ("tv_isotr_boundary", "tv_aniso_boundary", "tv_isotr_labels", "tv_aniso_labels", "boundary_length", "distance")
+TV_COLUMNS = (
+    "tv_isotr_boundary",
+    "tv_aniso_boundary",
+    "tv_isotr_labels",
+    "tv_aniso_labels",
+    "boundary_length",
+    "distance",
+)
 
 
 def tv_table(records: pd.DataFrame, per: str = "run") -> pd.DataFrame:
@@ -123,10 +142,19 @@ def tv_table(records: pd.DataFrame, per: str = "run") -> pd.DataFrame:
 
 
 def robustness_records(
-    sweep: Sweep, attacks: Sequence[str] = ("fgsm", "pgd", "noise"), eps: Sequence[float] = DEFAULT_EPS,
-    n_test: int | None = 1000, device: str | None = None, data_root: str | None = None, pgd_steps: int = 10,
-    seed: int = 0, pgd_step_size: float | None = None, pgd_random_start: bool = True, verbose: bool = False,
-    cache_dir: str | Path | None = None, square_queries: int = SQUARE_QUERIES,
+    sweep: Sweep,
+    attacks: Sequence[str] = ("fgsm", "pgd", "noise"),
+    eps: Sequence[float] = DEFAULT_EPS,
+    n_test: int | None = 1000,
+    device: str | None = None,
+    data_root: str | None = None,
+    pgd_steps: int = 10,
+    seed: int = 0,
+    pgd_step_size: float | None = None,
+    pgd_random_start: bool = True,
+    verbose: bool = False,
+    cache_dir: str | Path | None = None,
+    square_queries: int = SQUARE_QUERIES,
 ) -> pd.DataFrame:
     """Accuracy (%) under each attack and ε, and the exact mean ‖J‖_F on the same test inputs, per run; a
     ``flag`` column names the sanity checks a row fails (:mod:`regnet.analysis.checks`).
@@ -150,7 +178,9 @@ def robustness_records(
                     bound = r["acc_bound"]
                     out.append(r | {"acc": 100.0 * r["acc"], "acc_bound": None if bound is None else 100.0 * bound})
             j = jacobian_norms(module.model, normalize(x, norm["mean"], norm["std"]))
-            return out + [{"attack": "jacobian_fro", "eps": None, "acc": None, "jacobian_fro": float(j.mean()), "n_test": len(x)}]
+            return out + [
+                {"attack": "jacobian_fro", "eps": None, "acc": None, "jacobian_fro": float(j.mean()), "n_test": len(x)}
+            ]
 
         run_rows = _cached_run(sweep, run, notes, cache_dir, "robustness", params, compute)
         if run_rows is None:

@@ -43,8 +43,22 @@ def _as_tuple(value):
     return tuple(value) if isinstance(value, Sequence) and not isinstance(value, str) else value
 
 
-def check_settings(dataset: type, *, batch_size, eval_batch_size, val_fraction, val_seed, download, on_device,
-                   pad, mean, std, in_channels, num_classes, image_size) -> None:
+def check_settings(
+    dataset: type,
+    *,
+    batch_size,
+    eval_batch_size,
+    val_fraction,
+    val_seed,
+    download,
+    on_device,
+    pad,
+    mean,
+    std,
+    in_channels,
+    num_classes,
+    image_size,
+) -> None:
     """One line naming the ``data.`` key of the first bad setting; nothing is read before these pass."""
     if not _is_int(pad) or pad < 0:  # first: image_size depends on it
         raise ValueError(f"data.pad={pad!r} is invalid: it must be an integer ≥ 0")
@@ -71,8 +85,10 @@ def check_settings(dataset: type, *, batch_size, eval_batch_size, val_fraction, 
         if not ok or not all(_is_number(v) and (v > 0 or not positive) for v in values):
             what = "a positive number" if positive else "a number"
             shown = list(values) if isinstance(values, tuple) else values
-            raise ValueError(f"{key}={shown!r} is invalid: give {what} per channel ({dataset.name} has "
-                             f"{dataset.in_channels}), e.g. {key}={list(getattr(dataset, key[5:]))}")
+            raise ValueError(
+                f"{key}={shown!r} is invalid: give {what} per channel ({dataset.name} has "
+                f"{dataset.in_channels}), e.g. {key}={list(getattr(dataset, key[5:]))}"
+            )
 
 
 class ImageDataModule(L.LightningDataModule):
@@ -106,9 +122,21 @@ class ImageDataModule(L.LightningDataModule):
         native = type(self)
         mean = native.mean if mean is None else _as_tuple(mean)
         std = native.std if std is None else _as_tuple(std)
-        check_settings(native, batch_size=batch_size, eval_batch_size=eval_batch_size, val_fraction=val_fraction,
-                       val_seed=val_seed, download=download, on_device=on_device, pad=pad, mean=mean, std=std,
-                       in_channels=in_channels, num_classes=num_classes, image_size=image_size)
+        check_settings(
+            native,
+            batch_size=batch_size,
+            eval_batch_size=eval_batch_size,
+            val_fraction=val_fraction,
+            val_seed=val_seed,
+            download=download,
+            on_device=on_device,
+            pad=pad,
+            mean=mean,
+            std=std,
+            in_channels=in_channels,
+            num_classes=num_classes,
+            image_size=image_size,
+        )
         self.root = Path(os.path.expanduser(str(root)))
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.val_fraction, self.val_seed = float(val_fraction), val_seed
@@ -177,7 +205,9 @@ class ImageDataModule(L.LightningDataModule):
             shuffle=train,
             seed=self.seed,
             epoch_fn=(lambda: trainer.current_epoch) if trainer is not None else (lambda: 0),
-            taken_fn=(lambda: trainer.fit_loop.epoch_loop.batch_progress.current.ready) if trainer is not None and train else None,
+            taken_fn=(lambda: trainer.fit_loop.epoch_loop.batch_progress.current.ready)
+            if trainer is not None and train
+            else None,
             rank=trainer.global_rank if trainer is not None and train else 0,
             world_size=trainer.world_size if trainer is not None and train else 1,
         )

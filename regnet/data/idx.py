@@ -54,8 +54,10 @@ class IdxDataModule(ImageDataModule):
                 shutil.copyfileobj(src, dst)
         except (gzip.BadGzipFile, EOFError, zlib.error) as err:  # the archive, not the disk (a full disk: OSError)
             tmp.unlink(missing_ok=True)
-            raise CorruptDatasetError(f"{self.name}: {gz} cannot be decompressed ({type(err).__name__}: {err}); it is "
-                                      "truncated or damaged: replace it, or delete it and download again") from err
+            raise CorruptDatasetError(
+                f"{self.name}: {gz} cannot be decompressed ({type(err).__name__}: {err}); it is "
+                "truncated or damaged: replace it, or delete it and download again"
+            ) from err
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise

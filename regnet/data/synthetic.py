@@ -67,7 +67,10 @@ def write_cifar_dataset(root: str | Path, classes: int = 10, n_train: int = 250,
     else:
         dump("train", n_train, 10)
         dump("test", n_test, 1)
-        meta = {"fine_label_names": [f"class{i}" for i in range(100)], "coarse_label_names": [f"c{i}" for i in range(20)]}
+        meta = {
+            "fine_label_names": [f"class{i}" for i in range(100)],
+            "coarse_label_names": [f"c{i}" for i in range(20)],
+        }
         meta_name = "meta"
     with open(folder / meta_name, "wb") as f:
         pickle.dump(meta, f)

@@ -24,8 +24,10 @@ class LabelSmoothing(Regularizer):
     def __init__(self, eps: float = 0.1, loss=None):
         """``loss``: the run's loss (``conf/reg/label_smoothing.yaml`` passes ``${loss}``); cross-entropy if None."""
         if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < 1:
-            raise ValueError(f"reg.label_smoothing.eps={eps!r} is invalid: it must lie in (0, 1) "
-                             "(eps=1 trains against uniform targets, which carry no label)")
+            raise ValueError(
+                f"reg.label_smoothing.eps={eps!r} is invalid: it must lie in (0, 1) "
+                "(eps=1 trains against uniform targets, which carry no label)"
+            )
         self.eps = float(eps)
         self.loss = get_loss(loss if loss is not None else "cross_entropy")
 

@@ -12,7 +12,9 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import CosineAnnealingLR
 
 
-def cosine(optimizer: Optimizer, *, total_steps: int, T_max: int | None = None, eta_min: float = 0.0) -> CosineAnnealingLR:
+def cosine(
+    optimizer: Optimizer, *, total_steps: int, T_max: int | None = None, eta_min: float = 0.0
+) -> CosineAnnealingLR:
     t_max = total_steps if T_max is None else T_max
     if not isinstance(t_max, int) or t_max < 1:
         raise ValueError(f"sched.scheduler.T_max={T_max!r} is invalid: use a positive integer or null (whole run)")

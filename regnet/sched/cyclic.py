@@ -30,7 +30,9 @@ def cyclic(
     if mode not in MODES:
         raise ValueError(f"sched.scheduler.mode={mode!r} is unknown: use one of {list(MODES)}")
     if not 0 < base_lr <= max_lr:
-        raise ValueError(f"sched.scheduler.base_lr={base_lr!r}, max_lr={max_lr!r} are invalid: need 0 < base_lr ≤ max_lr")
+        raise ValueError(
+            f"sched.scheduler.base_lr={base_lr!r}, max_lr={max_lr!r} are invalid: need 0 < base_lr ≤ max_lr"
+        )
     if step_size_up < 1:
         raise ValueError(f"sched.scheduler.step_size_up={step_size_up!r} is invalid: use a positive number of steps")
     return CyclicLR(

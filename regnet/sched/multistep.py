@@ -10,6 +10,8 @@ def multistep(optimizer: Optimizer, *, total_steps: int, milestones: list[float]
     """``milestones`` are fractions in (0, 1) of ``total_steps``, e.g. [1/3, 2/3] of 150,000 → 50,000, 100,000."""
     bad = [m for m in milestones if not 0 < m < 1]
     if bad:
-        raise ValueError(f"sched.scheduler.milestones={list(milestones)} is invalid: give fractions of training in (0, 1)")
+        raise ValueError(
+            f"sched.scheduler.milestones={list(milestones)} is invalid: give fractions of training in (0, 1)"
+        )
     steps = sorted({max(1, round(m * total_steps)) for m in milestones})
     return MultiStepLR(optimizer, milestones=steps, gamma=gamma)
