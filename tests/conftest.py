@@ -62,3 +62,14 @@ def tiny_sweep(data_root, tmp_path_factory) -> Path:
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return sweep
+
+
+def train_cli(args: list[str], data_root: Path, timeout: int = 600, env: dict | None = None):
+    """``python -m regnet.train ARGS`` in a subprocess from the repository root, the tiny datasets as its data."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**(os.environ if env is None else env), "REGNET_DATA": str(data_root), "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "regnet.train", *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=timeout, check=False)  # fmt: skip

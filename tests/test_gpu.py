@@ -29,7 +29,7 @@ from regnet.build import build
 from regnet.data.batches import TensorBatches
 from regnet.regularizers.base import weight_matrices
 from regnet.train import train
-from tests.conftest import CONF, REPO, compose_cfg, tiny
+from tests.conftest import CONF, REPO, compose_cfg, tiny, train_cli
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
@@ -137,17 +137,8 @@ def test_gpu_batches_and_augmentation_equal_the_cpu_path():
     assert torch.equal(a, b) and a.device.type == "cuda"
 
 
-def _cli(args, data_root, timeout=300):
-    env = {**os.environ, "REGNET_DATA": str(data_root), "PYTHONPATH": str(REPO)}
-    return subprocess.run(
-        [sys.executable, "-m", "regnet.train", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+def _cli(args, data_root, timeout=300, env=None):
+    return train_cli(args, data_root, timeout, env)
 
 
 RESUME = [

@@ -6,25 +6,15 @@ from __future__ import annotations
 import csv
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
 from regnet.config import _parallel_jobs, gpu_for_job
-from tests.conftest import REPO, compose_cfg, tiny
+from tests.conftest import compose_cfg, tiny, train_cli
 
 
 def _cli(args, data_root, timeout=600, env=None):
-    env = {**(os.environ if env is None else env), "REGNET_DATA": str(data_root), "PYTHONPATH": str(REPO)}
-    return subprocess.run(
-        [sys.executable, "-m", "regnet.train", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return train_cli(args, data_root, timeout, env)
 
 
 @pytest.mark.slow
