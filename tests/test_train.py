@@ -57,9 +57,12 @@ def test_model_contract_and_pairing():
     assert compose_cfg([]).model._target_.endswith("LeNet")
 
 
-def test_completed_run_is_skipped(data_root, tmp_path):
+def test_completed_run_is_skipped(data_root, tmp_path, caplog):
     cfg = compose_cfg([f"data.root={data_root}", *tiny()], return_hydra_config=True)
-    first = train(cfg, tmp_path)
+    with caplog.at_level("INFO", logger="lightning.pytorch"):
+        first = train(cfg, tmp_path)
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+    assert not [r for r in caplog.records if "weights_only" in r.getMessage()]  # no line per checkpoint save
     again = train(compose_cfg([f"data.root={data_root}", *tiny()], return_hydra_config=True), tmp_path)
     assert again["wall_time_s"] == first["wall_time_s"]  # read back, not retrained
 

@@ -96,7 +96,8 @@ class LastCheckpoint(Checkpoint):
     def save(self, trainer: L.Trainer) -> None:
         """Write the trainer's checkpoint to :attr:`temp_path`, then rename it over :attr:`path` (rank 0)."""
         try:
-            trainer.save_checkpoint(self.temp_path)  # every rank takes part; global rank 0 writes
+            # a full checkpoint (optimizer, loops, callbacks): say so, or Lightning logs a line at every save
+            trainer.save_checkpoint(self.temp_path, weights_only=False)  # every rank takes part; rank 0 writes
             if trainer.is_global_zero:
                 fd = os.open(self.temp_path, os.O_RDONLY)
                 try:
