@@ -32,6 +32,7 @@ def build(cfg: DictConfig) -> tuple[RegNetModule, L.LightningDataModule, list[L.
         scheduler=instantiate(cfg.sched.scheduler) if cfg.sched.scheduler is not None else None,
         scheduler_interval=cfg.sched.interval,
         loss=get_loss(cfg.loss),
+        top_k=list(cfg.get("top_k", [5])),  # runs saved before top_k was a setting logged top-5
     )
     callbacks = [cb for r in regularizers for cb in r.callbacks()]
     return module, datamodule, callbacks

@@ -25,6 +25,14 @@ from regnet.regularizers.base import Regularizer, check_composition
 STAGES = ("train", "val", "test")
 
 
+def top_ks(top_k: Sequence[int], num_classes: int) -> tuple[int, ...]:
+    """The k of the top-k accuracies and errors logged: 1 and each configured k in (1, num_classes)."""
+    for k in top_k:
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+            raise ValueError(f"top_k={list(top_k)!r} is invalid: give positive integers (e.g. top_k=[3,5])")
+    return (1, *sorted({k for k in top_k if 1 < k < num_classes}))
+
+
 class ErrorRate(MulticlassAccuracy):
     """Top-k error rate, 1 − top-k accuracy, from the same device-side counts (logged per epoch)."""
 
@@ -61,12 +69,14 @@ class RegNetModule(L.LightningModule):
         scheduler: Callable | None = None,
         scheduler_interval: str = "step",
         loss: str = "cross_entropy",
+        top_k: Sequence[int] = (5,),
     ):
         super().__init__()
         if scheduler_interval not in ("step", "epoch"):
             raise ValueError(f"sched.interval={scheduler_interval!r} is invalid: use step or epoch")
         self.model = model
         self.num_classes = num_classes
+        self.top_k = top_ks(top_k, num_classes)
         self.regularizers = list(regularizers)
         check_composition(self.regularizers)  # at most one replaces the forward pass (_train_forward)
         self.optimizer_factory = optimizer
@@ -90,13 +100,11 @@ class RegNetModule(L.LightningModule):
             mean.persistent(True)
 
     def _metrics(self, stage: str) -> MetricCollection:
-        metrics = {
-            "acc": MulticlassAccuracy(self.num_classes, top_k=1, average="micro"),
-            "err": ErrorRate(self.num_classes, top_k=1, average="micro"),
-        }
-        if self.num_classes > 5:
-            metrics["acc_top5"] = MulticlassAccuracy(self.num_classes, top_k=5, average="micro")
-            metrics["err_top5"] = ErrorRate(self.num_classes, top_k=5, average="micro")
+        metrics = {}
+        for k in self.top_k:
+            suffix = "" if k == 1 else f"_top{k}"
+            metrics[f"acc{suffix}"] = MulticlassAccuracy(self.num_classes, top_k=k, average="micro")
+            metrics[f"err{suffix}"] = ErrorRate(self.num_classes, top_k=k, average="micro")
         return MetricCollection(metrics, prefix=f"{stage}/")
 
     def forward(self, x: Tensor) -> Tensor:

@@ -35,7 +35,7 @@ def make_trainer(cfg: DictConfig, run_dir: Path, datamodule, extra_callbacks: li
     callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values() if c is not None]  # key=null: off
     callbacks += [*extra_callbacks, DivergenceCheck()]
     loggers = [instantiate(lg) for lg in (cfg.logger or {}).values() if lg is not None]
-    no_val = {"limit_val_batches": 0} if not getattr(datamodule, "val_fraction", 0) else {}
+    no_val = {} if getattr(datamodule, "has_validation", False) else {"limit_val_batches": 0}
     return instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(run_dir), **no_val
     )

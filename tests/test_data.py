@@ -112,6 +112,8 @@ def test_truncated_gz_in_a_local_source_names_the_file_and_leaves_no_tmp(tmp_pat
         ("data.val_seed=-3", "data.val_seed=-3 is invalid: it must be an integer ≥ 0"),
         ("data.download=maybe", "data.download='maybe' is invalid: use true or false"),
         ("data.on_device=2", "data.on_device=2 is invalid: use true or false"),
+        ("data.val_on_test=yes", "data.val_on_test='yes' is invalid: use true or false"),
+        ("data.val_on_test=true data.val_fraction=0.1", "data.val_on_test=true with data.val_fraction=0.1: validate"),
         ("+data.mean=[0.1,0.2]", "data.mean=[0.1, 0.2] is invalid: give a number per channel (mnist has 1), e.g. data"),
         ("+data.std=[0]", "data.std=[0] is invalid: give a positive number per channel (mnist has 1), e.g. data.std=["),
         ("+data.std=0.5", "data.std=0.5 is invalid: give a positive number per channel"),
@@ -120,11 +122,26 @@ def test_truncated_gz_in_a_local_source_names_the_file_and_leaves_no_tmp(tmp_pat
     ],
 )
 def test_bad_data_settings_one_line_naming_the_key(override, message, data_root):
-    cfg = compose_cfg([override, f"data.root={data_root}"])
+    cfg = compose_cfg([*override.split(), f"data.root={data_root}"])
     with pytest.raises(Exception) as err:
         instantiate(cfg.data)
     line = one_line(err.value)
     assert line.startswith(message) and "\n" not in line, line
+
+
+def test_val_on_test_validates_on_the_test_set_and_a_val_fraction_on_held_out_training_images(data_root):
+    def splits(*overrides):
+        dm = instantiate(compose_cfg([f"data.root={data_root}", *overrides]).data)
+        dm.setup("fit")
+        return {k: len(y) for k, (_, y) in dm.splits.items()}, dm
+
+    sizes, _ = splits()
+    assert "val" not in sizes
+    sizes_on_test, dm = splits("data.val_on_test=true")
+    assert sizes_on_test == {**sizes, "val": sizes["test"]}
+    assert all(torch.equal(v, t) for v, t in zip(dm.splits["val"], dm.splits["test"], strict=True))
+    held_out, _ = splits("data.val_fraction=0.25")
+    assert held_out["val"] + held_out["train"] == sizes["train"] and held_out["test"] == sizes["test"]
 
 
 COPY_SCRIPT = """

@@ -133,8 +133,9 @@ def test_each_logger_config_is_the_lightning_logger_of_that_name(choice, cls, of
 
 
 def test_lenet5_lecun_logs_epochs_config_and_test_metrics_to_every_logger(data_root, offline):
-    """``experiment=lenet5_lecun logger=wandb`` logs what the study logged to W&B: its config, loss, top-1/top-5
-    error and learning rate per epoch, the test metrics and the confusion matrix; TensorBoard and MLflow the same."""
+    """``experiment=lenet5_lecun logger=wandb`` logs what the study logged to W&B: its config; loss, top-1 and
+    top-3 error per epoch on the training set and on the test set (the study's "validation"); the learning rate;
+    the test metrics, the confusion matrix and the four prediction galleries. TensorBoard and MLflow the same."""
     run_dir = offline / "run"
     cfg = compose_cfg(
         [f"data.root={data_root}", "experiment=lenet5_lecun", ALL, *tiny("trainer.max_epochs=2")],
@@ -142,30 +143,36 @@ def test_lenet5_lecun_logs_epochs_config_and_test_metrics_to_every_logger(data_r
     )
     results = train(cfg, run_dir)
     test_acc, epochs = results["test_acc"], 2
+    assert {"val/err", "val/err_top3", "test/err_top3"} <= set(results["metrics"])  # val: the test set, per epoch
+    assert "test/err_top5" not in results["metrics"]
 
     tb = tensorboard_scalars(run_dir / "tensorboard")
-    assert len(tb.Scalars("train/loss")) == len(tb.Scalars("train/err_top5")) == epochs
+    assert len(tb.Scalars("train/loss")) == len(tb.Scalars("train/err_top3")) == len(tb.Scalars("val/err")) == epochs
     assert [e.value for e in tb.Scalars("test/acc")] == [pytest.approx(test_acc)]
     hp = tensorboard_hparams(tb)
     assert hp["optim/lr"] == pytest.approx(1e-3) and hp["sched/scheduler/gamma"] == pytest.approx(0.9)
-    assert "test/confusion_matrix" in tb.Tags()["images"]
+    assert {"test/confusion_matrix", "test/predictions"} <= set(tb.Tags()["images"])
 
     wb = wandb_run(run_dir)
     assert wb["project"] == "lenet5_lecun" and wb["exit"] == 0
     assert wb["config"]["optim"]["lr"] == 1e-3 and wb["config"]["data"]["batch_size"] == 16
-    epoch_rows = [row for row in wb["history"] if "train/loss" in row]
-    assert len(epoch_rows) == epochs and all("train/err" in r and "train/err_top5" in r for r in epoch_rows)
+    train_rows = [row for row in wb["history"] if "train/loss" in row]
+    val_rows = [row for row in wb["history"] if "val/loss" in row]
+    assert len(train_rows) == epochs and all("train/err" in r and "train/err_top3" in r for r in train_rows)
+    assert len(val_rows) == epochs and all("val/err" in r and "val/err_top3" in r for r in val_rows)
     assert sum("lr-Adam" in row for row in wb["history"]) >= epochs
-    assert wb["summary"]["test/acc"] == pytest.approx(test_acc) and "test/err_top5" in wb["summary"]
-    assert wb["media"], "the confusion matrix image"
+    assert wb["summary"]["test/acc"] == pytest.approx(test_acc) and "test/err_top3" in wb["summary"]
+    assert len(wb["media"]) == 2, "the confusion matrix and the prediction galleries"
 
     client, runs = mlflow_runs(offline, "lenet5_lecun")
     (run,) = runs
     assert run.info.status == "FINISHED" and run.info.run_name == "run"
     assert len(client.get_metric_history(run.info.run_id, "train/loss")) == epochs
+    assert len(client.get_metric_history(run.info.run_id, "val/err_top3")) == epochs
     assert run.data.metrics["test/acc"] == pytest.approx(test_acc)
     assert run.data.params["optim/lr"] == "0.001" and run.data.params["loss/_target_"].endswith("BCEOneHot")
-    assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["confusion_matrix.png"]
+    artifacts = [a.path for a in client.list_artifacts(run.info.run_id)]
+    assert artifacts == ["confusion_matrix.png", "predictions.png"]
     assert json.loads((run_dir / LOGGER_RUNS).read_text()) == {"wandb": wb["id"], "mlflow": run.info.run_id}
 
 

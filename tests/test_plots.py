@@ -1,6 +1,7 @@
 """Figures: label images keep every class distinguishable and say which colour is which class."""
 
 import numpy as np
+import pytest
 import torch
 
 from regnet.analysis.plots import plot_planes, save_figure
@@ -52,3 +53,26 @@ def test_many_panels_wrap_into_rows_and_big_confusion_matrices_stay_readable_siz
     assert sum(ax.axison for ax in fig.axes) == 21
     assert tuple(fig.get_size_inches()) == (2.8 * 6, 2.5 * 4)
     assert max(plot_matrix(np.eye(100)).get_size_inches()) <= 12
+
+
+def test_prediction_galleries_keep_the_most_and_least_confident_right_and_wrong_test_images(tmp_path):
+    from regnet.callbacks.predictions import PredictionGallery
+
+    gallery, images = PredictionGallery(k=2, dirpath=str(tmp_path)), torch.arange(8.0).view(8, 1, 1, 1)
+    labels = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
+    # class-1 logit per image: images 0–3 (label 0) right with falling confidence, 4–7 (label 1) wrong, 4 most
+    logit1 = torch.tensor([-3.0, -2.0, -1.0, -0.5, -4.0, -3.0, -2.0, -1.0])
+    logits = torch.stack([torch.zeros(8), logit1], 1)
+    for part in (slice(0, 3), slice(3, 8)):  # two batches: the running top-k spans them
+        gallery.on_test_batch_end(None, None, logits[part], (images[part], labels[part]), 0)
+    kept = {name: v[1].flatten().tolist() for name, v in gallery.kept.items()}  # the images are their indices
+    assert kept == {"most confident, right": [0, 1], "least confident, right": [3, 2],
+                    "most confident, wrong": [4, 5], "least confident, wrong": [7, 6]}  # fmt: skip
+    confidence = gallery.kept["most confident, right"][0][0]
+    assert float(confidence) == pytest.approx(torch.tensor([0.0, -3.0]).softmax(0)[0].item())
+
+    class Trainer:
+        is_global_zero, default_root_dir = True, str(tmp_path)
+
+    gallery.on_test_epoch_end(Trainer(), None)
+    assert (tmp_path / "predictions.png").stat().st_size > 0 and gallery.kept == {}

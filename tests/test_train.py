@@ -132,3 +132,17 @@ def test_lenet_one_epoch_on_real_fashion_mnist(tmp_path):
 
     _, dm, _ = load_run(tmp_path / "run", data_root=str(tmp_path / "elsewhere"))
     assert len(dm.splits["test"][0]) == 10_000
+
+
+def test_top_k_metrics_are_the_configured_ones_below_the_number_of_classes():
+    from regnet.module import RegNetModule
+
+    def names(top_k, num_classes=10):
+        module = RegNetModule(torch.nn.Linear(2, num_classes), num_classes, top_k=top_k)
+        return sorted(module.metrics["test_metrics"].keys())
+
+    assert names([5]) == ["test/acc", "test/acc_top5", "test/err", "test/err_top5"]
+    assert names([3, 10, 20]) == ["test/acc", "test/acc_top3", "test/err", "test/err_top3"]
+    assert names([5], num_classes=3) == names([]) == ["test/acc", "test/err"]
+    with pytest.raises(ValueError, match=r"top_k=\[0\] is invalid"):
+        names([0])

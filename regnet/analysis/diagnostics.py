@@ -16,6 +16,7 @@ from regnet.confusion import confusion_matrix, write_confusion_matrix
 from regnet.data.base import normalize
 from regnet.files import write_atomic
 from regnet.models.common import device_of
+from regnet.predictions import gallery_figure, keep_confident
 from regnet.regularizers.base import weight_matrices
 
 
@@ -24,19 +25,6 @@ def topk_error(logits: Tensor, targets: Tensor, k: int = 1) -> float:
     k = min(k, logits.shape[-1])
     top = logits.topk(k, dim=-1).indices  # (N, k)
     return float(1.0 - (top == targets[:, None]).any(-1).float().mean())
-
-
-def confidence_gallery(logits: Tensor, targets: Tensor, n: int = 8) -> dict[str, Tensor]:
-    """Indices of the n most/least confident right and wrong predictions (confidence = max softmax)."""
-    probs = logits.softmax(-1)
-    conf, pred = probs.max(-1)
-    out = {}
-    for name, mask in (("right", pred == targets), ("wrong", pred != targets)):
-        idx = mask.nonzero().squeeze(1)
-        order = conf[idx].argsort(descending=True)
-        out[f"most_confident_{name}"] = idx[order[:n]]
-        out[f"least_confident_{name}"] = idx[order.flip(0)[:n]]
-    return out
 
 
 def learning_curves(run_dir: str | Path) -> pd.DataFrame | None:
@@ -54,7 +42,7 @@ def curve_columns(curves: pd.DataFrame) -> list[str]:
     numbers or throughput."""
     skip = ("epoch", "step")
     return [c for c in curves.columns
-            if c not in skip and not any(t in c for t in ("/err", "_top5", "images_per_s"))]  # fmt: skip
+            if c not in skip and not any(t in c for t in ("/err", "_top", "images_per_s"))]  # fmt: skip
 
 
 def singular_values(model: nn.Module) -> dict[str, np.ndarray]:
@@ -77,10 +65,7 @@ def run_diagnostics(module, datamodule, run_dir: str | Path, out: str | Path, n_
     c = logits.shape[-1]
     write_confusion_matrix(confusion_matrix(logits, y, c), out)
     summary = {f"top{k}_error": topk_error(logits, y, k) for k in (1, 3, 5) if k <= c}
-    for name, idx in confidence_gallery(logits, y).items():
-        probs = logits[idx].softmax(-1)
-        caps = [f"y={int(y[i])} p={int(probs[j].argmax())} {float(probs[j].max()):.2f}" for j, i in enumerate(idx)]
-        plots.save_figure(plots.plot_gallery(x[idx].numpy(), caps, name.replace("_", " ")), out / f"gallery_{name}.png")
+    plots.save_figure(gallery_figure(keep_confident({}, logits, x, y, k=8)), out / "predictions.png")
     curves = learning_curves(run_dir)
     if curves is not None:
         cols = curve_columns(curves)

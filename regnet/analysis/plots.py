@@ -1,4 +1,5 @@
-"""The analysis figures: decision planes, accuracy-vs-ε curves, panel grids and image galleries.
+"""The analysis figures: decision planes, accuracy-vs-ε curves, panel grids (the prediction galleries are
+:mod:`regnet.predictions`).
 
 Built like every regnet figure (:mod:`regnet.plotting`: matplotlib's object API, no pyplot) and saved with its
 ``save_figure`` (atomic); ``subplots``, ``save_figure`` and ``plot_matrix`` are importable from here too."""
@@ -15,7 +16,7 @@ from matplotlib.patches import Patch
 
 from regnet.plotting import plot_matrix, save_figure, subplots
 
-__all__ = ["panel_grid", "plot_curves", "plot_gallery", "plot_matrix", "plot_planes", "save_figure", "subplots"]
+__all__ = ["panel_grid", "plot_curves", "plot_matrix", "plot_planes", "save_figure", "subplots"]
 
 
 def plot_planes(images: list[dict], title: str, class_names: Sequence[str] | None = None):
@@ -81,19 +82,3 @@ def panel_grid(n: int, width: float = 2.8, height: float = 2.5, max_cols: int = 
     for ax in flat[n:]:
         ax.axis("off")
     return fig, flat[:n]
-
-
-def plot_gallery(images: np.ndarray, captions: list[str], title: str):
-    """Images (N, C, H, W) in [0, 1] in a row with captions."""
-    n = max(1, len(images))
-    fig, axes = subplots(1, n, figsize=(1.4 * n, 1.8), squeeze=False)
-    for ax in axes[0]:
-        ax.axis("off")
-    for ax, img, cap in zip(axes[0], images, captions):
-        img = np.transpose(img, (1, 2, 0))
-        ax.imshow(
-            img[..., 0] if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None, vmin=0, vmax=1
-        )
-        ax.set_title(cap, fontsize=6)
-    fig.suptitle(title, fontsize=8)
-    return fig

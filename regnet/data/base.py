@@ -50,6 +50,7 @@ def check_settings(
     eval_batch_size,
     val_fraction,
     val_seed,
+    val_on_test=False,
     download,
     on_device,
     pad,
@@ -77,7 +78,12 @@ def check_settings(
         raise ValueError(f"data.val_fraction={val_fraction!r} is invalid: use 0 (no validation) or a value in (0, 1)")
     if not _is_int(val_seed) or not 0 <= val_seed < 2**63:
         raise ValueError(f"data.val_seed={val_seed!r} is invalid: it must be an integer ≥ 0")
-    for key, value in (("data.download", download), ("data.on_device", on_device)):
+    if val_on_test is True and val_fraction != 0:
+        raise ValueError(
+            f"data.val_on_test=true with data.val_fraction={val_fraction!r}: validate on a split of the training set "
+            "or on the test set, not both"
+        )
+    for key, value in (("data.download", download), ("data.on_device", on_device), ("data.val_on_test", val_on_test)):
         if not isinstance(value, bool):
             raise ValueError(f"{key}={value!r} is invalid: use true or false")
     for key, values, positive in (("data.mean", mean, False), ("data.std", std, True)):
@@ -107,6 +113,7 @@ class ImageDataModule(L.LightningDataModule):
         eval_batch_size: int = 1000,
         val_fraction: float = 0.0,
         val_seed: int = 0,
+        val_on_test: bool = False,
         download: bool = True,
         on_device: bool = True,
         pad: int = 0,
@@ -128,6 +135,7 @@ class ImageDataModule(L.LightningDataModule):
             eval_batch_size=eval_batch_size,
             val_fraction=val_fraction,
             val_seed=val_seed,
+            val_on_test=val_on_test,
             download=download,
             on_device=on_device,
             pad=pad,
@@ -139,7 +147,7 @@ class ImageDataModule(L.LightningDataModule):
         )
         self.root = Path(os.path.expanduser(str(root)))
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
-        self.val_fraction, self.val_seed = float(val_fraction), val_seed
+        self.val_fraction, self.val_seed, self.val_on_test = float(val_fraction), val_seed, val_on_test
         self.download, self.on_device, self.pad, self.seed = download, on_device, pad, seed
         self.mean, self.std = mean, std
         self.augment = preset(augment) if isinstance(augment, str) else augment or Augmentation()
@@ -186,6 +194,8 @@ class ImageDataModule(L.LightningDataModule):
             train_x, train_y = train_x[train_idx], train_y[train_idx]
         self.splits["train"] = (train_x, train_y)
         self.splits["test"] = (test_x, test_y)
+        if self.val_on_test:  # the per-epoch curves of studies that validated on their test set (lenet5_lecun)
+            self.splits["val"] = self.splits["test"]
         self.splits = {k: (x.to(device).contiguous(), y.to(device)) for k, (x, y) in self.splits.items()}
         self._mean = torch.tensor(self.mean, device=device).view(1, -1, 1, 1)
         self._std = torch.tensor(self.std, device=device).view(1, -1, 1, 1)
@@ -214,6 +224,11 @@ class ImageDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> TensorBatches:
         return self._batches("train", train=True)
+
+    @property
+    def has_validation(self) -> bool:
+        """Whether fit validates every epoch: on a held-out split of the training set or on the test set."""
+        return self.val_fraction > 0 or self.val_on_test
 
     def val_dataloader(self) -> TensorBatches | list:
         return self._batches("val", train=False) if "val" in self.splits else []

@@ -27,7 +27,7 @@ from regnet.files import write_atomic
 
 LOGGER_RUNS = "logger_runs.json"
 #: files of the run directory that every logger also gets at the end of a run (if they were written)
-RUN_FILES = ("confusion_matrix.png",)
+RUN_FILES = ("confusion_matrix.png", "predictions.png")
 
 
 def saved_run_id(run_dir: str | os.PathLike, logger: str) -> str | None:

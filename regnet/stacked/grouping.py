@@ -81,6 +81,7 @@ def stack_key(cfg: DictConfig) -> str:
         "trainer": _plain(cfg.trainer),
         "loss": _plain(cfg.loss),
         "val": cfg.data.get("val_fraction"),
+        "top_k": _plain(cfg.get("top_k")),
     }
     return json.dumps(parts, sort_keys=True, default=str)
 

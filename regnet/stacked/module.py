@@ -62,6 +62,7 @@ class StackedModule(L.LightningModule):
         clip_val: float | None = None,
         clip_algorithm: str = "norm",
         check_every_gpu: int = 20,
+        top_k: tuple[int, ...] = (1, 5),
     ):
         super().__init__()
         self.model, self.regs, self.num_classes = model, regs, num_classes
@@ -80,7 +81,7 @@ class StackedModule(L.LightningModule):
         self.register_buffer("alive", torch.ones(S, dtype=torch.bool))
         self.register_buffer("first_bad", torch.full((S,), -1, dtype=torch.long))
         self.register_buffer("bad_loss", torch.zeros(S))
-        self.topk = (1, 5) if num_classes > 5 else (1,)
+        self.topk = top_k  # RegNetModule.top_k: 1 and the configured k
         for stage in STAGES:  # device-side sums: correct top-k counts, sample counts, loss/penalty sums
             names = ["count", "loss"] + [f"correct{k}" for k in self.topk]
             if stage == "train":

@@ -159,6 +159,7 @@ def _train(cfgs, run_dirs, runs, stack_dir, extra_callbacks) -> list[dict[str, A
         weight_decay=weight_decay,
         clip_val=clip_val,
         clip_algorithm=clip_algorithm,
+        top_k=modules[0].top_k,
     )
     data = StackedData(base, [int(c.data.seed) for c in cfgs])
 
@@ -173,7 +174,7 @@ def _train(cfgs, run_dirs, runs, stack_dir, extra_callbacks) -> list[dict[str, A
     for cfg in cfgs:
         lgs = [instantiate(lg) for lg in (cfg.logger or {}).values()]
         member_loggers.append(next((lg for lg in lgs if isinstance(lg, CSVLogger)), None))
-    no_val = {"limit_val_batches": 0} if not base.val_fraction else {}
+    no_val = {} if base.has_validation else {"limit_val_batches": 0}
     trainer: L.Trainer = instantiate(
         trainer_cfg,
         callbacks=callbacks,
