@@ -194,7 +194,9 @@ def test_analyze_end_to_end_on_a_tiny_trained_sweep(tiny_sweep, capsys):
         assert (out / name).is_file()
     assert len(list(out.glob("planes_*.png"))) == 4
     diag = next((out / "runs").iterdir())
-    assert {"confusion_matrix.csv", "learning_curves.png", "singular_values.png", "predictions.png"} <= {p.name for p in diag.iterdir()}
+    assert {"confusion_matrix.csv", "learning_curves.png", "singular_values.png", "predictions.png"} <= {
+        p.name for p in diag.iterdir()
+    }
     assert not list(out.parent.glob(".out.*"))  # the staging directory is gone
 
 
