@@ -31,6 +31,9 @@ from pathlib import Path
 
 from regnet.analysis.attacks import ATTACKS, SQUARE_QUERIES
 from regnet.files import write_atomic
+from regnet.log import get_logger, to_stderr
+
+log = get_logger(__name__)
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -198,7 +201,7 @@ def _attacks(args, sweep, stage: Path, cache_dir) -> None:
                  + A.to_markdown(checks))  # fmt: skip
     print(A.to_markdown(rob))
     for c in checks[checks["status"] == "failed"].itertuples(index=False):
-        print(f"[regnet] sanity check {c.check} failed (gradient masking?): {c.model} {c.data} {c.variant}: {c.detail}")
+        log.warning(f"sanity check {c.check} failed (gradient masking?): {c.model} {c.data} {c.variant}: {c.detail}")
     for attack in args.attack_list:
         d = rob[rob["attack"] == attack]
         title = f"{attack}: accuracy vs ε (mean ± 95 % CI over seeds)"
@@ -247,8 +250,6 @@ def analyze(args: argparse.Namespace) -> Path:
         )
     acc = A.accuracy_table(sweep, args.baseline)  # needs results.json only
     print(A.to_markdown(acc))
-    for p in sweep.problems:
-        print(f"[regnet] {p['status']}: {p['run_dir']} {p['reason']}")
     # build everything in a temp dir next to ``out`` and move it in at the end: no partial analysis on failure
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
@@ -267,15 +268,14 @@ def analyze(args: argparse.Namespace) -> Path:
         shutil.rmtree(stage, ignore_errors=True)
         raise
     skipped = sweep.unloadable
-    for p in sweep.problems:
-        if p["status"] == A.UNLOADABLE:
-            print(f"[regnet] {p['status']}: {p['run_dir']} {p['reason']}")
+    for p in sweep.problems:  # once the analysis is written (a failed one says only why it failed)
+        log.warning(f"{p['status']}: {p['run_dir']} {p['reason']}")
     if skipped:
-        print(
-            f"[regnet] {len(skipped)} of {len(sweep.completed)} completed runs cannot be rebuilt: counted in the "
+        log.warning(
+            f"{len(skipped)} of {len(sweep.completed)} completed runs cannot be rebuilt: counted in the "
             f"accuracy table, skipped for planes, attacks and diagnostics (reasons in {out / 'problems.csv'})"
         )
-    print(f"[regnet] analysis written to {out}")
+    log.info(f"analysis written to {out}")
     return out
 
 
@@ -290,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parse_args(argv)
     try:
-        analyze(args)
+        with to_stderr():  # the progress and problem lines; the tables go to stdout
+            analyze(args)
     except DatasetNotFoundError as e:
         print(f"regnet.analyze: error: {_line(e)} (or point the analysis at the data with --data-root DIR)",
               file=sys.stderr)  # fmt: skip

@@ -7,6 +7,9 @@ Inside a Hydra job the root logger's handlers (Hydra's ``job_logging``) put ever
 from __future__ import annotations
 
 import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 
@@ -28,7 +31,28 @@ class _UnlessConfigured(logging.StreamHandler):
 
 _REGNET = logging.getLogger("regnet")
 _REGNET.setLevel(logging.INFO)
-_REGNET.addHandler(_UnlessConfigured())
+_FORMAT = logging.Formatter("[regnet] %(message)s")
+_CONSOLE = _UnlessConfigured()
+_CONSOLE.setFormatter(_FORMAT)
+_REGNET.addHandler(_CONSOLE)
+
+
+@contextmanager
+def to_stderr() -> Iterator[None]:
+    """While a command-line tool outside Hydra runs (``python -m regnet.analyze``): regnet's lines on stderr as
+    ``[regnet] <message>``, whatever else configured the root logger."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_FORMAT)
+    propagate = _REGNET.propagate
+    _REGNET.removeHandler(_CONSOLE)
+    _REGNET.addHandler(handler)
+    _REGNET.propagate = False
+    try:
+        yield
+    finally:
+        _REGNET.removeHandler(handler)
+        _REGNET.addHandler(_CONSOLE)
+        _REGNET.propagate = propagate
 
 
 def get_logger(name: str) -> logging.Logger:

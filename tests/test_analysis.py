@@ -49,9 +49,9 @@ def test_sweep_lists_failed_missing_and_corrupt_runs(tmp_path):
 def test_cli_on_fabricated_sweep_writes_tables_and_lists_problems(tmp_path, capsys):
     fabricated(tmp_path)
     assert main([str(tmp_path), "--planes", "0"]) == 0
-    out = capsys.readouterr().out
-    assert "| model | data | variant | n | mean | ci95 | std | min | max | p_vs_no_reg |" in out
-    assert "diverged" in out and "missing" in out and "corrupt" in out
+    printed = capsys.readouterr()
+    assert "| model | data | variant | n | mean | ci95 | std | min | max | p_vs_no_reg |" in printed.out
+    assert all(f"[regnet] {status}: " in printed.err for status in ("diverged", "missing", "corrupt"))
     acc = pd.read_csv(tmp_path / "analysis" / "accuracy.csv")
     assert list(acc.columns[:9]) == ["model", "data", "variant", "n", "mean", "ci95", "std", "min", "max"]
     assert set(pd.read_csv(tmp_path / "analysis" / "problems.csv")["status"]) == {
@@ -91,7 +91,7 @@ def test_results_without_status_and_invalid_runs_are_problems_with_their_reason(
     problems = pd.read_csv(tmp_path / "analysis" / "problems.csv").set_index("status")
     assert problems.loc["invalid", "reason"] == "data.batch_size=0 is invalid: it must be a positive integer"
     assert "l2_4" in problems.loc["no_status", "run_dir"]
-    assert "data.batch_size=0 is invalid" in capsys.readouterr().out
+    assert "data.batch_size=0 is invalid" in capsys.readouterr().err
 
 
 def test_no_runs_is_a_one_line_error_without_output(tmp_path, capsys):
@@ -271,7 +271,7 @@ def test_a_run_whose_model_cannot_be_rebuilt_is_listed_and_skipped_never_fatal(t
     assert set(pd.read_csv(out / "tv_planes.csv")["run_dir"]) == {str(runs[3])}
     assert set(pd.read_csv(out / "robustness_runs.csv")["run_dir"]) == {str(runs[3])}
     assert len(list((out / "runs").iterdir())) == 1
-    printed = capsys.readouterr().out
+    printed = capsys.readouterr().err
     assert "[regnet] 3 of 4 completed runs cannot be rebuilt: counted in the accuracy table, skipped" in printed
     assert "Counted, but no planes, attacks or diagnostics" in (out / "accuracy.md").read_text()
 

@@ -5,7 +5,6 @@ These are what ``python -m regnet.analyze`` writes and what the notebooks call; 
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -21,6 +20,9 @@ from regnet.analysis.device import default_device
 from regnet.analysis.runs import UNLOADABLE, Sweep, UnloadableRunError, load_run, test_inputs
 from regnet.analysis.stats import mean_ci, summarize
 from regnet.data.base import normalize
+from regnet.log import get_logger
+
+log = get_logger(__name__)
 
 KEYS = ["model", "data", "variant"]
 T = TypeVar("T")
@@ -56,9 +58,10 @@ def _each_run(sweep: Sweep, what: str, verbose: bool) -> Iterator[tuple[Any, lis
         yield run, notes
         if verbose:
             elapsed = time.perf_counter() - start
-            print(f"[regnet] {what} {i}/{len(runs)}: {run.model} {run.data} {run.variant} seed {run.seed}"
-                  f"{''.join(f' [{n}]' for n in notes)} ({elapsed:.0f} s, ~{elapsed / i * (len(runs) - i):.0f} s left)",
-                  file=sys.stderr, flush=True)  # fmt: skip
+            left = elapsed / i * (len(runs) - i)
+            noted = "".join(f" [{n}]" for n in notes)
+            log.info(f"{what} {i}/{len(runs)}: {run.model} {run.data} {run.variant} seed {run.seed}{noted}"
+                     f" ({elapsed:.0f} s, ~{left:.0f} s left)")  # fmt: skip
 
 
 def _cached_run(

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,9 @@ from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
 from regnet.files import write_atomic
+from regnet.log import get_logger
+
+log = get_logger(__name__)
 
 LOGGER_RUNS = "logger_runs.json"
 #: files of the run directory that every logger also gets at the end of a run (if they were written)
@@ -79,7 +81,4 @@ def end_loggers(loggers: Sequence[Logger], status: str, run_dir: str | os.PathLi
             try:
                 logger.end(status, files)
             except Exception as err:  # the run itself is recorded already: say so, do not fail it
-                print(
-                    f"[regnet] {type(logger).__name__} could not close its run: {type(err).__name__}: {err}",
-                    file=sys.stderr,
-                )
+                log.warning(f"{type(logger).__name__} could not close its run: {type(err).__name__}: {err}")

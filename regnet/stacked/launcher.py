@@ -85,7 +85,7 @@ class StackedLauncher(Launcher):
         for i, name in enumerate(names):
             log.info(f"\t#{initial_job_idx + i} : {name}")
         for i in sorted(reasons):
-            print(f"[regnet] not stacked, runs as an ordinary job: #{initial_job_idx + i} {names[i]}: {reasons[i]}")
+            log.info(f"not stacked, runs as an ordinary job: #{initial_job_idx + i} {names[i]}: {reasons[i]}")
 
         returns: list[JobReturn | None] = [None] * len(configs)
         for k, members in enumerate(stacks):

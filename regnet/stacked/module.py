@@ -24,8 +24,11 @@ from lightning.pytorch.loggers.logger import Logger
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from regnet.log import get_logger
 from regnet.module import rng_states, set_rng_states
 from regnet.stacked.regularizers import MemberRegs
+
+log = get_logger(__name__)
 
 STAGES = ("train", "val", "test")
 MEMBER_KEY = re.compile(r"^m(\d+)/(.*)$")
@@ -205,8 +208,8 @@ class StackedModule(L.LightningModule):
             self.alive[s] = False
             for k, v in state.items():
                 self._snapshot[k][s] = v[s]
-            print(
-                f"[regnet] stack member {s} diverged at step {int(self.first_bad[s])} (loss "
+            log.warning(
+                f"stack member {s} diverged at step {int(self.first_bad[s])} (loss "
                 f"{float(self.bad_loss[s])}): frozen, the others train on"
             )
         if not bool(self.alive.any()) and self._trainer is not None:
