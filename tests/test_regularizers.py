@@ -38,6 +38,17 @@ from tests.conftest import CONF, compose_cfg, tiny
 REG_YAMLS = sorted(p.stem for p in (CONF / "reg").glob("*.yaml"))
 
 
+@pytest.mark.parametrize("reg", REG_YAMLS)
+def test_every_regularizer_builds_and_trains(reg, data_root, tmp_path):
+    cfg = compose_cfg(
+        [f"reg={reg}", f"data.root={data_root}", *tiny("trainer.limit_train_batches=2")], return_hydra_config=True
+    )
+    (built,) = [instantiate(r) for r in cfg.reg.values()]
+    assert isinstance(built, Regularizer) and built.name == reg
+    results = train(cfg, tmp_path)
+    assert results["status"] == "completed" and results["reg"] == [reg]
+
+
 @lru_cache(maxsize=1)
 def reg_nodes():
     """Every conf/reg YAML, composed through the real config in one go (``reg=[a,b,...]``)."""
