@@ -4,6 +4,8 @@ writes every member's run directory and skips completed ones; divergence is isol
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -199,12 +201,9 @@ def test_diverging_member_is_frozen_and_the_others_train_on(data_root, tmp_path)
     assert_states_close(model_state(dirs[2]), model_state(alone[1]))
 
 
-class Interrupt(Exception):
-    pass
-
-
-class StopAt:
-    """Raises after optimizer step ``step`` (after the stack's step checkpoint at a multiple of 5)."""
+class KillAt:
+    """SIGKILLs its own process after optimizer step ``step`` (after the stack's step checkpoint at a multiple of 5),
+    as a pre-emption or the OOM killer would: no exception, no ``finally``, no Lightning teardown."""
 
     def __init__(self, step):
         import lightning as L
@@ -212,34 +211,71 @@ class StopAt:
         class _Cb(L.Callback):
             def on_train_batch_end(cb, trainer, *args):
                 if trainer.global_step == step:
-                    raise Interrupt(f"stopped at {step}")
+                    os.kill(os.getpid(), signal.SIGKILL)
 
         self.callback = _Cb()
 
 
-def test_interrupted_stack_resumes_to_the_uninterrupted_result(data_root, tmp_path):
-    """With dropout (the stack's RNG), Jacobian projections (members' generators) and SVB: a stack stopped at
-    step 23 resumes from its step-20 checkpoint and ends equal to one that never stopped."""
+def _train_stack_killed(cfgs, dirs, step: int) -> None:
+    """``train_stack`` in a forked child (no second interpreter start) that SIGKILLs itself after ``step``."""
+    pid = os.fork()
+    if pid == 0:  # the child never returns into pytest
+        try:
+            train_stack(cfgs, dirs, extra_callbacks=(KillAt(step).callback,))
+        finally:
+            os._exit(3)  # the kill did not fire
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, "the stack was not killed"
+
+
+def test_a_stack_that_fails_records_every_member_failed(data_root, tmp_path):
+    import lightning as L
+
+    class Fail(L.Callback):
+        def on_train_batch_end(self, trainer, *args):
+            if trainer.global_step == 2:
+                raise RuntimeError("a failure inside the stack")
+
+    dirs = [tmp_path / str(i) for i in range(2)]
+    cfgs = [member_cfg(data_root, d, *HOFFMAN, f"seed={i}") for i, d in enumerate(dirs)]
+    with pytest.raises(TrainingFailed):
+        train_stack(cfgs, dirs, extra_callbacks=(Fail(),))
+    for d in dirs:
+        recorded = json.loads((d / "results.json").read_text())
+        assert recorded["status"] == "failed" and "a failure inside the stack" in recorded["error"]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="the killed stack is a forked child")
+def test_a_stack_killed_with_sigkill_resumes_to_the_uninterrupted_result(data_root, tmp_path):
+    """With dropout (the stack's RNG), Jacobian projections (members' generators) and SVB: a stacked process
+    SIGKILLed at step 23 leaves no member recorded as finished; the same call again resumes the whole stack from
+    its step-20 checkpoint and ends equal to a stack that never stopped, with no temporary file left behind."""
     common = [
         "experiment=hoffman2019_mnist",
         "trainer.max_epochs=2",
         "callbacks.checkpoint_steps.every_n_train_steps=5",
     ]
     members = [["seed=0", "variant=jacobi"], ["seed=1", "variant=svb", "reg.svb.every=7"], ["seed=2"]]
-    straight = [tmp_path / "straight" / str(i) for i in range(3)]
-    train_stack([member_cfg(data_root, d, *common, *m) for d, m in zip(straight, members, strict=True)], straight)
-    dirs = [tmp_path / "resumed" / str(i) for i in range(3)]
-    cfgs = [member_cfg(data_root, d, *common, *m) for d, m in zip(dirs, members, strict=True)]
-    with pytest.raises(TrainingFailed):
-        train_stack(cfgs, dirs, extra_callbacks=(StopAt(23).callback,))
-    assert json.loads((dirs[0] / "results.json").read_text())["status"] == "failed"
-    results = train_stack(cfgs, dirs)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # after fork only one OpenMP thread is safe; all three stacks compute alike
+    try:
+        straight = [tmp_path / "straight" / str(i) for i in range(3)]
+        train_stack([member_cfg(data_root, d, *common, *m) for d, m in zip(straight, members, strict=True)], straight)
+        dirs = [tmp_path / "resumed" / str(i) for i in range(3)]
+        cfgs = [member_cfg(data_root, d, *common, *m) for d, m in zip(dirs, members, strict=True)]
+        _train_stack_killed(cfgs, dirs, step=23)
+        assert not any((d / "results.json").exists() for d in dirs)  # killed: nothing recorded as finished
+        results = train_stack(cfgs, dirs)
+    finally:
+        torch.set_num_threads(threads)
     assert [r["resumed_from_step"] for r in results] == [20] * 3
+    assert [r["status"] for r in results] == ["completed"] * 3
     for a, b in zip(dirs, straight, strict=True):
         assert_states_close(model_state(a), model_state(b), tol=1e-6)
         assert [r["train/loss"] for r in csv_rows(a) if r.get("train/loss")] == [
             r["train/loss"] for r in csv_rows(b) if r.get("train/loss")
         ]
+    assert not list((tmp_path / "resumed").rglob("*.tmp"))
 
 
 # --- the launcher: one more word on the command line --------------------------------------------------------
