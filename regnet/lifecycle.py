@@ -135,15 +135,21 @@ class RunLifecycle:
         self._trainer = None  # nothing left to record in __exit__
         return results
 
+    def diverged(self, metrics: dict[str, float], step: int, error: str) -> dict[str, Any]:
+        """Training ended with a non-finite loss at ``step`` (found after the fact, as a stack member's is)."""
+        results = self._record("diverged", metrics, error=error, diverged_step=step)
+        self._trainer = None
+        return results
+
     def __exit__(self, exc_type, err, tb) -> None:
         try:
             if self._trainer is not None and err is not None:
-                self._record_failure(err)
+                self.failed(err)
         finally:
             if self._locked:
                 self._lock.__exit__(None, None, None)
 
-    def _record_failure(self, err: BaseException) -> None:
+    def failed(self, err: BaseException) -> None:
         """Record a run that stopped during training, then let the caller raise: ``Diverged`` as it is, other
         exceptions as :class:`TrainingFailed` (one line naming the run directory); KeyboardInterrupt unchanged."""
         message = f"{type(err).__name__}: {err}".splitlines()[0]
@@ -169,7 +175,7 @@ class RunLifecycle:
     ) -> dict[str, Any]:
         """Assemble and atomically write ``results.json`` (rank 0 only); returns it."""
         cfg, trainer, module, datamodule = self.cfg, self._trainer, self._module, self._datamodule
-        metrics = metrics or {k: float(v) for k, v in trainer.callback_metrics.items()}
+        metrics = metrics or self.logged_metrics()
         throughput = next((c for c in trainer.callbacks if isinstance(c, Throughput)), None)
         device = str(module.device)
         if module.device.type == "cuda":
@@ -203,12 +209,22 @@ class RunLifecycle:
             results["error"] = error
         if diverged_step is not None:
             results["diverged_step"] = diverged_step
+        results |= self.extra_results()
         if trainer.is_global_zero:
             if trace:
                 write_atomic(self.run_dir / "error.txt", trace)
             write_results(self.run_dir, results)
             end_loggers(trainer.loggers, status, self.run_dir)  # W&B, MLflow: the logger run ends with this status
         return results
+
+    # --- what a subclass may add (a stacked member: its own metrics, the runs it trained with) ---------------
+    def logged_metrics(self) -> dict[str, float]:
+        """The metrics recorded when training ended without any (a failure): the trainer's last logged values."""
+        return {k: float(v) for k, v in self._trainer.callback_metrics.items()}
+
+    def extra_results(self) -> dict[str, Any]:
+        """Keys added to ``results.json``."""
+        return {}
 
 
 def record_invalid(run_dir: str | Path, cfg: DictConfig, message: str) -> None:

@@ -32,7 +32,7 @@ from regnet.lifecycle import RunLifecycle, TrainingFailed, checkpoint_step
 from regnet.log import get_logger
 from regnet.loggers.csv import CSVLogger
 from regnet.preflight import check_seed, preflight
-from regnet.results import LAST_CHECKPOINT, write_results
+from regnet.results import LAST_CHECKPOINT
 from regnet.stacked.data import StackedData
 from regnet.stacked.grouping import loss_name
 from regnet.stacked.layers import member_state, stack_models
@@ -76,14 +76,11 @@ class MemberLifecycle(RunLifecycle):
 
     stacked: dict[str, Any] = {}
 
-    def _record(self, status, metrics, **kwargs) -> dict[str, Any]:
-        index = self.stacked["index"]
-        metrics = metrics or member_metrics(dict(self._trainer.callback_metrics), index)
-        results = super()._record(status, metrics, **kwargs)
-        results["metrics"] = metrics
-        results["stacked"] = dict(self.stacked)
-        write_results(self.run_dir, results)  # again, with the stack (atomic: readers see one or the other)
-        return results
+    def logged_metrics(self) -> dict[str, float]:
+        return member_metrics(dict(self._trainer.callback_metrics), self.stacked["index"])  # m<s>/... → its own
+
+    def extra_results(self) -> dict[str, Any]:
+        return {"stacked": dict(self.stacked)}
 
 
 def train_stack(
@@ -205,7 +202,7 @@ def _train(cfgs, run_dirs, runs, stack_dir, extra_callbacks) -> list[dict[str, A
     except BaseException as err:  # every member records it; then it ends the stack (as a separate run's would)
         for run in runs:
             try:
-                run._record_failure(err)
+                run.failed(err)
             except TrainingFailed:
                 pass
             run._trainer = None
@@ -222,15 +219,8 @@ def _train(cfgs, run_dirs, runs, stack_dir, extra_callbacks) -> list[dict[str, A
         first_bad = int(module.first_bad[s])
         if first_bad >= 0:
             loss = float(module.bad_loss[s])
-            results.append(
-                run._record(
-                    "diverged",
-                    metrics,
-                    diverged_step=first_bad,
-                    error=f"training loss became {loss} at step {first_bad}: the run diverged",
-                )
-            )
-            run._trainer = None
+            error = f"training loss became {loss} at step {first_bad}: the run diverged"
+            results.append(run.diverged(metrics, first_bad, error))
         else:
             results.append(run.completed(metrics))
     return results
