@@ -73,3 +73,29 @@ def train_cli(args: list[str], data_root: Path, timeout: int = 600, env: dict | 
     env = {**(os.environ if env is None else env), "REGNET_DATA": str(data_root), "PYTHONPATH": str(REPO)}
     return subprocess.run([sys.executable, "-m", "regnet.train", *args], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=timeout, check=False)  # fmt: skip
+
+
+QUIET = ["callbacks.progress_bar.refresh_rate=0", "callbacks.model_summary=null", "callbacks.confusion=null"]
+
+
+def run_cli(args: list[str], monkeypatch, capsys) -> tuple[int, str]:
+    """``python -m regnet.train ARGS`` in this process: (exit code, stderr)."""
+    import os
+    import sys
+
+    import regnet.cli
+    import regnet.train
+
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    monkeypatch.delenv("REGNET_FULL_ERROR", raising=False)
+    monkeypatch.setattr(sys, "argv", ["regnet.train", *args])
+    capsys.readouterr()
+    code = 0
+    try:
+        regnet.cli.cli(regnet.train.main)
+    except SystemExit as exit_:
+        code = exit_.code
+    finally:
+        os.environ.pop("HYDRA_FULL_ERROR", None)
+        os.environ.pop("REGNET_FULL_ERROR", None)
+    return code, capsys.readouterr().err

@@ -19,26 +19,7 @@ from regnet.config import run_name
 from regnet.errors import one_line
 from regnet.lifecycle import TrainingFailed
 from regnet.train import train
-from tests.conftest import REPO, compose_cfg, tiny
-
-QUIET = ["callbacks.progress_bar.refresh_rate=0", "callbacks.model_summary=null", "callbacks.confusion=null"]
-
-
-def run_cli(args: list[str], monkeypatch, capsys) -> tuple[int, str]:
-    """``python -m regnet.train ARGS`` in this process: (exit code, stderr)."""
-    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
-    monkeypatch.delenv("REGNET_FULL_ERROR", raising=False)
-    monkeypatch.setattr(sys, "argv", ["regnet.train", *args])
-    capsys.readouterr()
-    code = 0
-    try:
-        regnet.cli.cli(regnet.train.main)
-    except SystemExit as exit_:
-        code = exit_.code
-    finally:
-        os.environ.pop("HYDRA_FULL_ERROR", None)
-        os.environ.pop("REGNET_FULL_ERROR", None)
-    return code, capsys.readouterr().err
+from tests.conftest import QUIET, REPO, compose_cfg, run_cli, tiny
 
 
 def _corrupt(data_root: Path, tmp_path: Path) -> Path:
@@ -150,28 +131,6 @@ def test_a_bad_job_in_a_sweep_is_recorded_and_the_others_run(data_root, tmp_path
 
     problems = find_runs(tmp_path).problems_table()
     assert problems.status.tolist() == ["invalid"]
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("launcher", ["gpus", "submitit_cpu"])
-def test_a_bad_job_stops_no_other_job_with_the_parallel_launchers(launcher, data_root, tmp_path, monkeypatch, capsys):
-    code, err = run_cli(
-        [
-            "-m",
-            f"hydra/launcher={launcher}",
-            "jobs_per_gpu=2",
-            f"data.root={data_root}",
-            *tiny(),
-            "data.batch_size=16,0",
-            *QUIET,
-            f"hydra.sweep.dir={tmp_path}",
-        ],
-        monkeypatch,
-        capsys,
-    )
-    assert code == 2, err
-    statuses = sorted(json.loads(p.read_text())["status"] for p in tmp_path.glob("*/results.json"))
-    assert statuses == ["completed", "invalid"]
 
 
 def test_diverged_survives_the_trip_back_from_a_worker_process():
