@@ -1,4 +1,5 @@
-"""The results notebooks run top to bottom on a tiny sweep (a cell error fails the test) and show their figures."""
+"""The results notebooks run top to bottom on a tiny sweep (a cell error fails the test), show their figures and
+share the cache of ``regnet.analyze``."""
 
 import nbformat
 import pytest
@@ -11,8 +12,9 @@ NOTEBOOKS = ["hoffman2019_mnist_results.ipynb", "cifar100_resnet18_results.ipynb
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_notebook_runs_on_a_tiny_sweep(name, tiny_sweep, monkeypatch):
-    for key, value in {"REGNET_SWEEP": str(tiny_sweep), "REGNET_PLANES": "1", "REGNET_RESOLUTION": "8",
+def test_notebook_runs_on_a_tiny_sweep(name, tiny_sweep, tmp_path, monkeypatch):
+    for key, value in {"REGNET_SWEEP": str(tiny_sweep), "REGNET_CACHE": str(tmp_path / "cache"),
+                       "REGNET_PLANES": "1", "REGNET_RESOLUTION": "8",
                        "REGNET_ZOOMS": "0.1", "REGNET_EPS": "0,0.1", "REGNET_N_TEST": "16", "REGNET_PGD_STEPS": "1",
                        "PYTHONPATH": str(REPO), "MPLBACKEND": "Agg"}.items():  # fmt: skip
         monkeypatch.setenv(key, value)
@@ -25,3 +27,5 @@ def test_notebook_runs_on_a_tiny_sweep(name, tiny_sweep, monkeypatch):
     assert "| lenet | mnist | l2 |" in text  # the accuracy table was rebuilt
     pngs = sum("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert pngs >= 2 + 3, pngs  # example planes of both variants and the three robustness curves, as images
+    # its planes and attacks went into the cache regnet.analyze keeps, so that the one reads what the other computed
+    assert {p.name.split("-")[0] for p in (tmp_path / "cache").glob("*.pt")} == {"tv", "robustness"}
