@@ -4,17 +4,13 @@ listed (experiment, variant) pair composes with the study's numbers and trains a
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pandas as pd
 import pytest
 import yaml
 
 from regnet.build import build, model_name
 from regnet.errors import one_line
-from tests.conftest import CONF, REPO, compose_cfg, tiny
+from tests.conftest import CONF, QUIET, compose_cfg, run_cli, tiny
 from tests.test_schedulers import run
 
 
@@ -176,14 +172,12 @@ def test_dropout_one_stays_at_chance_in_training(data_root, tmp_path):
 
 
 @pytest.mark.slow
-def test_dotted_variant_names_sweep_on_the_command_line(data_root, tmp_path):
+def test_dotted_variant_names_sweep_on_the_command_line(data_root, tmp_path, monkeypatch, capsys):
     """``variant=dropout_0.25,dropout_1.0`` works as written in a real ``-m`` sweep (Hydra accepts the dot)."""
-    env = {**os.environ, "REGNET_DATA": str(data_root), "PYTHONPATH": str(REPO)}
     args = ["experiment=convnet_ablation", "-m", "variant=dropout_0.25,dropout_1.0", f"hydra.sweep.dir={tmp_path}",
-            *tiny()]  # fmt: skip
-    out = subprocess.run([sys.executable, "-m", "regnet.train", *args], cwd=REPO, env=env, capture_output=True,
-                         text=True, timeout=600)  # fmt: skip
-    assert out.returncode == 0, out.stderr[-3000:]
+            f"data.root={data_root}", *tiny(), *QUIET]  # fmt: skip
+    code, err = run_cli(args, monkeypatch, capsys)
+    assert code == 0, err
     dirs = sorted(p.parent.name for p in tmp_path.glob("*/results.json"))
     assert len(dirs) == 2
     assert "variant=dropout_0.25" in dirs[0] and "variant=dropout_1.0" in dirs[1]

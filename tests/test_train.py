@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +10,7 @@ import torch
 from hydra.utils import instantiate
 
 from regnet.train import train
-from tests.conftest import REPO, compose_cfg, tiny
+from tests.conftest import QUIET, compose_cfg, run_cli, tiny
 
 # every regularizer trains LeNet in test_regularizers and every model takes a step in test_models; here the whole
 # training path once per core model, with the regularizers that reach deepest into it (SVB projecting every step,
@@ -73,18 +70,12 @@ def test_completed_run_is_skipped(data_root, tmp_path, caplog):
     assert again["wall_time_s"] == first["wall_time_s"]  # read back, not retrained
 
 
-def _cli(args: list[str], data_root: Path, cwd: Path = REPO) -> subprocess.CompletedProcess:
-    env = {**os.environ, "REGNET_DATA": str(data_root), "PYTHONPATH": str(REPO)}
-    return subprocess.run(
-        [sys.executable, "-m", "regnet.train", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
-    )
-
-
 @pytest.mark.slow
-def test_multirun_two_seeds(data_root, tmp_path):
+def test_multirun_two_seeds(data_root, tmp_path, monkeypatch, capsys):
     """The README's sweep form, `-m` in the middle of the command line, two seeds → two results.json."""
-    out = _cli(["model=lenet", "reg=svb", "-m", "seed=0,1", f"hydra.sweep.dir={tmp_path}", *tiny()], data_root)
-    assert out.returncode == 0, out.stderr[-3000:]
+    args = ["model=lenet", "reg=svb", "-m", "seed=0,1", f"hydra.sweep.dir={tmp_path}", f"data.root={data_root}"]
+    code, err = run_cli([*args, *tiny(), *QUIET], monkeypatch, capsys)
+    assert code == 0, err
     found = sorted(tmp_path.glob("*/results.json"))
     assert len(found) == 2
     assert all(p.parent.name.startswith("data.batch_size=16") and "reg=svb" in p.parent.name for p in found)
