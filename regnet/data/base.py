@@ -50,7 +50,7 @@ def check_settings(
     eval_batch_size,
     val_fraction,
     val_seed,
-    val_on_test=False,
+    val_on_test,
     download,
     on_device,
     pad,
