@@ -22,7 +22,18 @@ class _RankZero(logging.Filter):
 
 
 class _UnlessConfigured(logging.StreamHandler):
-    """stderr, only while nobody configured the root logger (Hydra's job logging does, with a file too)."""
+    """stderr, only while nobody configured the root logger (Hydra's job logging does, with a file too).
+
+    The stream is whatever ``sys.stderr`` is when a line is written, not when regnet was imported: a notebook
+    kernel or a test runner that swaps stderr (and closes the old one) still gets the line."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # StreamHandler.__init__ sets it; the property above always wins
+        pass
 
     def emit(self, record: logging.LogRecord) -> None:
         if not logging.getLogger().handlers:

@@ -1,5 +1,6 @@
 """Progress in a log: with stdout not a terminal (a file, a SLURM job, here a pipe) training prints a line every
-N steps and one per epoch, not carriage-return frames; in a terminal it is Lightning's bar."""
+N steps and one per epoch, not carriage-return frames; in a terminal it is Lightning's bar. regnet's own lines
+outside Hydra reach the stderr of the moment."""
 
 from __future__ import annotations
 
@@ -37,3 +38,20 @@ def test_a_terminal_gets_the_bar_and_refresh_rate_zero_nothing():
     assert isinstance(progress_bar(interactive=False, every_n_steps=7), LineProgress)
     quiet = progress_bar(refresh_rate=0, interactive=False)
     assert isinstance(quiet, TQDMProgressBar) and quiet.is_disabled
+
+
+def test_regnet_lines_go_to_the_stderr_of_the_moment(monkeypatch):
+    """Outside Hydra, regnet's lines go to whatever ``sys.stderr`` is when they are written: a notebook kernel or a
+    test runner that swaps stderr and closes the old one still gets them (no 'I/O operation on closed file')."""
+    import io
+    import logging
+
+    from regnet.log import get_logger
+
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])  # nobody configured logging (no Hydra job)
+    for _ in range(2):
+        stream = io.StringIO()
+        monkeypatch.setattr(sys, "stderr", stream)
+        get_logger("regnet.test").info("hello")
+        assert stream.getvalue() == "[regnet] hello\n"
+        stream.close()
