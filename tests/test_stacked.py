@@ -51,8 +51,10 @@ def model_state(run_dir) -> dict[str, torch.Tensor]:
 
 def assert_states_close(a, b, tol=3e-3):
     """Float tolerance after tens of SGD steps: grouped convolutions and batched matmuls round differently from
-    the separate run's kernels (≈1e-7 per step); 42 steps at lr 0.1 with momentum amplify that to ≈3e-4, and SVB's
-    projections every 5 steps to ≈2e-3 (measured). Members that differ only in λ differ by ≈0.6."""
+    the separate run's kernels (≈1e-7 per step), and training amplifies that. At hoffman2019_mnist's lr 0.1 with
+    momentum 0.9 on batches of 8 the L2 + SVB member is chaotic: one thread against two already ends 5e-4 apart, a
+    stack against separate runs on one thread 6e-2 apart (measured). Hence lr 0.02 in the equivalence tests,
+    where every member stays within 3e-4, on one thread or two (measured)."""
     assert a.keys() == b.keys()
     for k in a:
         torch.testing.assert_close(a[k].float(), b[k].float(), rtol=tol, atol=tol, msg=k)
@@ -75,7 +77,7 @@ MEMBERS = [  # no dropout; differ in seed, Jacobian λ only (members 0, 1), weig
 
 def test_stack_equals_separate_runs(data_root, tmp_path):
     """42 steps (2 epochs of 21): same init, data order, losses, penalties, SVB projections as regnet.train."""
-    common = [*HOFFMAN, "trainer.max_epochs=2", "trainer.limit_train_batches=21", "data.batch_size=8"]
+    common = [*HOFFMAN, "optim.lr=0.02", "trainer.max_epochs=2", "trainer.limit_train_batches=21", "data.batch_size=8"]
     dirs = [tmp_path / "stack" / str(i) for i in range(len(MEMBERS))]
     cfgs = [member_cfg(data_root, d, *common, *m) for d, m in zip(dirs, MEMBERS, strict=True)]
     results = train_stack(cfgs, dirs)
@@ -96,9 +98,10 @@ def test_stack_equals_separate_runs(data_root, tmp_path):
             assert float(g["train/acc"]) == pytest.approx(float(w["train/acc"]), abs=2.5 / 168)
         assert results[i]["test_acc"] == pytest.approx(expected["test_acc"], abs=1e-6)
         assert results[i]["stacked"]["members"] == [str(d) for d in dirs] and results[i]["stacked"]["index"] == i
-    # the members that differ only in λ really trained differently (so the check above would catch a no-op λ)
+    # the members that differ only in λ really trained differently (≈3e-2, 100× the stack's error, measured), so
+    # the check above would catch a no-op λ
     a, b = model_state(dirs[0]), model_state(dirs[1])
-    assert max((a[k] - b[k]).abs().max().item() for k in a) > 0.1
+    assert max((a[k] - b[k]).abs().max().item() for k in a) > 0.01
 
 
 def test_batchnorm_stack_equals_separate_runs(data_root, tmp_path):
