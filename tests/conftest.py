@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,12 @@ from regnet.data.synthetic import write_cifar_dataset, write_idx_dataset
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 REPO = CONF.parent
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # pytest -n N: the N workers share the cores, one torch thread each
+    import torch
+
+    torch.set_num_threads(1)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # and so do the runs a test starts in a subprocess
 
 
 @pytest.fixture(scope="session")
