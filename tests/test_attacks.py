@@ -144,6 +144,7 @@ def test_sanity_checks_flag_the_signs_of_gradient_masking():
             ("pgd", 0.0, 98.0, 100.0),
             ("pgd", 0.1, 40.0, 100.0),
             ("pgd", 0.5, 0.0, 11.0),
+            ("fgsm", 0.5, 12.0, 11.0),  # one step need not reach the bound: FGSM is not held to it
             ("square", 0.1, 40.5, 100.0),
             ("square", 0.5, 5.0, 11.0),
             ("noise", 0.5, 90.0, None),
@@ -170,7 +171,7 @@ def test_sanity_checks_flag_the_signs_of_gradient_masking():
     assert table.loc[("pgd", 0.1), "flag"] == ""
     only_pgd = sanity_checks(records([("pgd", 0.0, 98.0, 100.0), ("pgd", 0.1, 40.0, 100.0)])).set_index("check")
     assert only_pgd.loc["black_box_stronger", "status"] == "not run"  # the table says which checks it could not make
-    assert only_pgd.loc["above_bound", "detail"] == "needs an ε ≥ 0.5 in --eps"
+    assert only_pgd.loc["above_bound", "detail"] == "needs pgd, autoattack or square at an ε ≥ 0.5 in --eps"
 
 
 def test_exact_jacobian_norms_per_sample_are_the_regularizers_and_differentiable():
