@@ -129,22 +129,10 @@ class ImageDataModule(L.LightningDataModule):
         native = type(self)
         mean = native.mean if mean is None else _as_tuple(mean)
         std = native.std if std is None else _as_tuple(std)
-        check_settings(
-            native,
-            batch_size=batch_size,
-            eval_batch_size=eval_batch_size,
-            val_fraction=val_fraction,
-            val_seed=val_seed,
-            val_on_test=val_on_test,
-            download=download,
-            on_device=on_device,
-            pad=pad,
-            mean=mean,
-            std=std,
-            in_channels=in_channels,
-            num_classes=num_classes,
-            image_size=image_size,
-        )
+        check_settings(native, batch_size=batch_size, eval_batch_size=eval_batch_size, val_fraction=val_fraction,
+                       val_seed=val_seed, val_on_test=val_on_test, download=download, on_device=on_device, pad=pad,
+                       mean=mean, std=std, in_channels=in_channels, num_classes=num_classes,
+                       image_size=image_size)  # fmt: skip
         self.root = Path(os.path.expanduser(str(root)))
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.val_fraction, self.val_seed, self.val_on_test = float(val_fraction), val_seed, val_on_test
