@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from regnet.analysis.boundaries import boundary_records  # noqa: E402
+from regnet.analysis.boundaries import PlaneSettings, boundary_records  # noqa: E402
 from regnet.models.lenet import LeNet  # noqa: E402
 
 
@@ -62,13 +62,14 @@ def main() -> None:
     torch.manual_seed(0)
     models = [LeNet().to(args.device).eval() for _ in range(args.models)]
     inputs = torch.randn(100, 1, 28, 28)
-    boundary_records(models[0], inputs, args.zooms[:1], 1, 16, seed=0)  # warm-up
+    boundary_records(models[0], inputs, PlaneSettings(args.zooms[:1], 1, 16))  # warm-up
     if args.device.startswith("cuda"):
         torch.cuda.synchronize()
+    settings = PlaneSettings(tuple(args.zooms), args.planes, args.resolution, batch_size=args.batch_size)
     start = time.perf_counter()
     n_images = 0
     for model in models:
-        records, _ = boundary_records(model, inputs, args.zooms, args.planes, args.resolution, 0, args.batch_size)
+        records, _ = boundary_records(model, inputs, settings)
         n_images += len(records)
     if args.device.startswith("cuda"):
         torch.cuda.synchronize()

@@ -258,7 +258,7 @@ def main() -> None:
         results = stacked_case(device, args.batch_size, steps, [int(v) for v in args.stacked.split(",")])
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({os.cpu_count()} cores)"
         report = {
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "device": name,
             "torch": torch.__version__,
             "batch_size": args.batch_size,
@@ -306,7 +306,7 @@ def main() -> None:
     if results.get("regnet_resnet18_crop_flip") and results.get("raw_resnet18"):
         ratios["resnet18 crop_flip / raw loop"] = results["regnet_resnet18_crop_flip"] / results["raw_resnet18"]
     report = {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "device": torch.cuda.get_device_name(device)
         if device.type == "cuda"
         else f"cpu ({os.cpu_count()} cores, {platform.processor() or platform.machine()})",

@@ -167,9 +167,8 @@ def _planes(args, sweep, stage: Path, cache_dir) -> None:
     from regnet import analysis as A
     from regnet.analysis import plots
 
-    records, images = A.tv_records(sweep, args.zooms, args.planes, args.resolution, args.seed, args.device,
-                                   args.data_root, keep_images=args.example_planes, verbose=True,
-                                   cache_dir=cache_dir)  # fmt: skip
+    settings = A.PlaneSettings(tuple(args.zooms), args.planes, args.resolution, args.seed, args.example_planes)
+    records, images = A.tv_records(sweep, settings, args.device, args.data_root, verbose=True, cache_dir=cache_dir)
     if not len(records):
         return
     write_atomic(stage / "tv_planes.csv", records.to_csv(index=False))

@@ -228,14 +228,14 @@ def test_stacked_launcher_on_the_gpu(data_root, tmp_path):
 
 
 def test_analysis_on_cuda_gives_the_cpus_label_images(data_root, tmp_path):
-    from regnet.analysis import find_runs, tv_records
+    from regnet.analysis import PlaneSettings, find_runs, tv_records
 
     cfg = compose_cfg([f"data.root={data_root}", *tiny("trainer.limit_train_batches=8")], return_hydra_config=True)
     assert train(cfg, tmp_path / "run")["status"] == "completed"  # trained on the CPU: one checkpoint, both analyse it
     sweep = find_runs(tmp_path)
-    kw = {"zooms": [0.1, 0.01], "planes": 3, "resolution": 48, "seed": 0, "keep_images": 3}
-    cpu_records, cpu_images = tv_records(sweep, device="cpu", **kw)
-    gpu_records, gpu_images = tv_records(sweep, device="cuda", **kw)
+    settings = PlaneSettings(zooms=(0.1, 0.01), planes=3, resolution=48, seed=0, keep_images=3)
+    cpu_records, cpu_images = tv_records(sweep, settings, device="cpu")
+    gpu_records, gpu_images = tv_records(sweep, settings, device="cuda")
     (name, cpu), (_, gpu) = next(iter(cpu_images.items())), next(iter(gpu_images.items()))
     assert len(cpu) == len(gpu) == 6
     labels = set()

@@ -7,7 +7,9 @@ import torch
 from torch import nn
 
 from regnet.analysis import (
+    PlaneSettings,
     boundary_length,
+    boundary_records,
     decision_plane,
     distance_to_boundary,
     orthonormal_directions,
@@ -114,6 +116,34 @@ def test_bad_grid(zoom, res, match):
     v = torch.zeros(1, 2, 2)
     with pytest.raises(ValueError, match=match):
         decision_plane(Threshold(v), v, v, v, zoom, res)
+
+
+@pytest.mark.parametrize("kw,match", [({"zooms": (0.01, 0)}, "zoom=0"), ({"resolution": 1}, "resolution=1"),
+                                      ({"planes": 0}, "planes=0 is invalid")])  # fmt: skip
+def test_bad_plane_settings(kw, match):
+    with pytest.raises(ValueError, match=match):
+        PlaneSettings(**kw)
+
+
+def test_plane_settings_key_holds_what_the_labels_depend_on():
+    """The cache key: a batch size changes no label, so it reuses the result; any other setting does not."""
+    base = PlaneSettings(zooms=[0.1, 0.01], planes=2, resolution=8)
+    assert base.zooms == (0.1, 0.01) and base.key() == PlaneSettings((0.1, 0.01), 2, 8, batch_size=64).key()
+    for other in ({"planes": 3}, {"resolution": 9}, {"seed": 1}, {"keep_images": 1}, {"zooms": (0.1,)}):
+        assert PlaneSettings(**({"zooms": (0.1, 0.01), "planes": 2, "resolution": 8} | other)).key() != base.key()
+
+
+def test_boundary_records_draw_the_planes_the_settings_say():
+    torch.manual_seed(0)
+    inputs = torch.randn(5, 1, 4, 4)
+    settings = PlaneSettings(zooms=(0.5, 0.1), planes=3, resolution=9, seed=2, keep_images=1)
+    records, images = boundary_records(Threshold(torch.ones(1, 4, 4) / 4), inputs, settings)
+    assert [(r["zoom"], r["plane"]) for r in records] == [(z, p) for p in range(3) for z in (0.5, 0.1)]
+    assert {r["resolution"] for r in records} == {9} and {r["plane_seed"] for r in records} == {2}
+    kept = [(im["zoom"], im["plane"], tuple(im["labels"].shape)) for im in images]
+    assert kept == [(0.5, 0, (9, 9)), (0.1, 0, (9, 9))]
+    again, _ = boundary_records(Threshold(torch.ones(1, 4, 4) / 4), inputs, settings)
+    assert [r["x0_index"] for r in again] == [r["x0_index"] for r in records]  # same seed, same planes
 
 
 def test_fast_path_through_the_first_layer_matches_plain_evaluation():

@@ -41,6 +41,34 @@ class PlaneParams:
     plane: int
 
 
+@dataclass(frozen=True)
+class PlaneSettings:
+    """How every model's decision planes are drawn. One object for a whole sweep, so that all its models are
+    measured on identical planes (same ``seed``: same x0 and directions) and their TVs compare.
+
+    ``keep_images``: label images kept per zoom, for figures. ``batch_size``: grid points per forward pass (speed
+    and memory only; no label depends on it)."""
+
+    zooms: tuple[float, ...] = DEFAULT_ZOOMS
+    planes: int = DEFAULT_PLANES
+    resolution: int = DEFAULT_RESOLUTION
+    seed: int | None = 0
+    keep_images: int = 0
+    batch_size: int | None = None
+
+    def __post_init__(self) -> None:
+        for z in self.zooms:
+            check_grid(z, self.resolution)
+        if not isinstance(self.planes, int) or self.planes < 1:
+            raise ValueError(f"planes={self.planes!r} is invalid: it must be an integer ≥ 1")
+        object.__setattr__(self, "zooms", tuple(float(z) for z in self.zooms))
+
+    def key(self) -> dict:
+        """Every setting the records depend on (not ``batch_size``): what a cached result is stored under."""
+        return {"zooms": list(self.zooms), "planes": self.planes, "resolution": self.resolution, "seed": self.seed,
+                "keep_images": self.keep_images}  # fmt: skip
+
+
 MAX_RESOLUTION = 10_000  # 10⁸ points per plane: hours per model even on a GPU
 
 
@@ -203,37 +231,27 @@ def sample_planes(inputs: Tensor, n_planes: int, seed: int | None = 0) -> list[t
 
 
 def boundary_records(
-    model: nn.Module,
-    inputs: Tensor,
-    zooms: Sequence[float] = DEFAULT_ZOOMS,
-    n_planes: int = DEFAULT_PLANES,
-    resolution: int = DEFAULT_RESOLUTION,
-    seed: int | None = 0,
-    batch_size: int | None = None,
-    keep_images: int = 0,
+    model: nn.Module, inputs: Tensor, settings: PlaneSettings = PlaneSettings()
 ) -> tuple[list[dict], list[dict]]:
     """One record per (zoom, plane): TVs, boundary length, distance to the boundary and every parameter.
-    ``inputs``: normalised test inputs (N, C, H, W). Returns (records, the first ``keep_images`` label images
-    per zoom as dicts with the image)."""
-    for z in zooms:
-        check_grid(z, resolution)
-    if n_planes < 1:
-        raise ValueError(f"planes={n_planes!r} is invalid: it must be ≥ 1")
+    ``inputs``: normalised test inputs (N, C, H, W). Returns (records, the first ``settings.keep_images`` label
+    images per zoom as dicts with the image)."""
     model.eval()
     device = device_of(model)
     chain = ChainModel.parse(model)
     records, images = [], []
-    for p, (idx, v1, v2) in enumerate(sample_planes(inputs, n_planes, seed)):
+    s = settings
+    for p, (idx, v1, v2) in enumerate(sample_planes(inputs, s.planes, s.seed)):
         x0 = inputs[idx]
         with torch.inference_mode():
             label0 = int(model(x0.unsqueeze(0).to(device)).argmax(-1))
-        for zoom in zooms:
-            labels = decision_plane(model, x0, v1, v2, zoom, resolution, batch_size, chain=chain)
-            params = PlaneParams(zoom, resolution, 1.0 / zoom, seed, idx, p)
+        for zoom in s.zooms:
+            labels = decision_plane(model, x0, v1, v2, zoom, s.resolution, s.batch_size, chain=chain)
+            params = PlaneParams(zoom, s.resolution, 1.0 / zoom, s.seed, idx, p)
             rec = asdict(params) | plane_metrics(labels)
             rec["distance"] = distance_to_boundary(labels, label0, zoom)
             rec["label0"] = label0
             records.append(rec)
-            if p < keep_images:
+            if p < s.keep_images:
                 images.append({"zoom": zoom, "plane": p, "labels": labels, "label0": label0})
     return records, images

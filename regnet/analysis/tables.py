@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import pandas as pd
 
 from regnet.analysis.attacks import SQUARE_QUERIES, PixelModel, attack_accuracy, jacobian_norms
-from regnet.analysis.boundaries import DEFAULT_PLANES, DEFAULT_RESOLUTION, DEFAULT_ZOOMS, boundary_records
+from regnet.analysis.boundaries import PlaneSettings, boundary_records
 from regnet.analysis.cache import cached, run_key
 from regnet.analysis.checks import sanity_flags
 from regnet.analysis.device import default_device
@@ -81,33 +81,23 @@ def _cached_run(
 
 def tv_records(
     sweep: Sweep,
-    zooms: Sequence[float] = DEFAULT_ZOOMS,
-    planes: int = DEFAULT_PLANES,
-    resolution: int = DEFAULT_RESOLUTION,
-    seed: int | None = 0,
+    settings: PlaneSettings = PlaneSettings(),
     device: str | None = None,
     data_root: str | None = None,
-    keep_images: int = 0,
-    batch_size: int | None = None,
     verbose: bool = False,
     cache_dir: str | Path | None = None,
 ) -> tuple[pd.DataFrame, dict[str, list[dict]]]:
-    """One row per (run, zoom, plane), all runs of one dataset on identical planes (same seed). ``cache_dir``:
+    """One row per (run, zoom, plane), all runs of one dataset on the planes ``settings`` draws. ``cache_dir``:
     keep each run's records there and reuse them (:mod:`regnet.analysis.cache`)."""
     frames, images, device = [], {}, device or default_device()
-    # the cache key: every setting the records depend on (not where the data lives, nor the device)
-    params = {"zooms": [float(z) for z in zooms], "planes": planes, "resolution": resolution, "seed": seed,
-              "keep_images": keep_images}  # fmt: skip
     for run, notes in _each_run(sweep, f"decision planes on {device},", verbose):
 
         def compute(run=run) -> tuple[list[dict], list[dict]]:
             module, dm, _ = load_run(run.run_dir, device, data_root)
             x, _ = test_inputs(dm)
-            return boundary_records(
-                module.model, normalize(x, dm.mean, dm.std), zooms, planes, resolution, seed, batch_size, keep_images
-            )
+            return boundary_records(module.model, normalize(x, dm.mean, dm.std), settings)
 
-        value = _cached_run(sweep, run, notes, cache_dir, "tv", params, compute)
+        value = _cached_run(sweep, run, notes, cache_dir, "tv", settings.key(), compute)
         if value is None:
             continue
         recs, ims = value
