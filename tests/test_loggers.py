@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from pathlib import Path
 
 import pytest
@@ -207,6 +208,7 @@ def test_resumed_run_continues_its_logger_runs_and_a_fresh_one_starts_new_ones(d
     client, (failed,) = mlflow_runs(offline, "train")
     assert failed.info.status == "FAILED" and wandb_run(run_dir)["exit"] == 1
 
+    time.sleep(1.05 - time.time() % 1)  # wandb names an offline attempt's directory by the second it started
     results = train(compose_cfg(args, return_hydra_config=True), run_dir)  # resumes from the step-4 checkpoint
     assert results["status"] == "completed" and results["resumed_from_step"] == 4
     assert json.loads((run_dir / LOGGER_RUNS).read_text()) == ids
