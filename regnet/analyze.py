@@ -192,7 +192,7 @@ def _attacks(args, sweep, stage: Path, cache_dir) -> None:
     if not len(rec):
         return
     write_atomic(stage / "robustness_runs.csv", rec.to_csv(index=False))
-    rob = A.robustness_table(rec)
+    rob = A.robustness_table(rec, args.baseline)
     checks = A.sanity_checks(rec)
     write_atomic(stage / "robustness_checks.csv", checks.to_csv(index=False))
     write_atomic(stage / "robustness.csv", rob.to_csv(index=False))

@@ -174,6 +174,42 @@ def test_sanity_checks_flag_the_signs_of_gradient_masking():
     assert only_pgd.loc["above_bound", "detail"] == "needs pgd, autoattack or square at an ε ≥ 0.5 in --eps"
 
 
+def test_robustness_table_tests_each_variant_against_the_baseline_at_each_attack_and_eps():
+    """p_vs_no_reg is Welch's t-test over seeds between the variant and no_reg at the same attack and ε (and on
+    ‖J‖_F); the baseline's own rows have none, and a baseline no run has is an error."""
+    import pandas as pd
+    from scipy import stats
+
+    from regnet.analysis import robustness_table
+
+    acc = {"no_reg": [(10.0, 12.0, 11.0), (1.0, 2.0, 4.0)], "jacobi": [(50.0, 53.0, 51.0), (9.0, 14.0, 10.0)]}
+    jac = {"no_reg": (7.0, 6.5, 7.2), "jacobi": (1.1, 1.2, 1.0)}
+    rows = []
+    for variant, per_eps in acc.items():
+        for seed in range(3):
+            base = {
+                "model": "lenet",
+                "data": "mnist",
+                "variant": variant,
+                "seed": seed,
+                "run_dir": f"{variant}{seed}",
+                "n_test": 100,
+            }
+            for eps, values in zip((0.05, 0.1), per_eps):
+                rows.append(base | {"attack": "autoattack", "eps": eps, "acc": values[seed], "acc_bound": 100.0})
+            rows.append(base | {"attack": "jacobian_fro", "eps": None, "acc": None, "jacobian_fro": jac[variant][seed]})
+    table = robustness_table(pd.DataFrame(rows)).set_index(["variant", "attack", "eps"])
+    for eps, i in ((0.05, 0), (0.1, 1)):
+        expected = stats.ttest_ind(acc["jacobi"][i], acc["no_reg"][i], equal_var=False).pvalue
+        assert table.loc[("jacobi", "autoattack", eps), "p_vs_no_reg"] == pytest.approx(expected)
+        assert pd.isna(table.loc[("no_reg", "autoattack", eps), "p_vs_no_reg"])
+    jac_rows = table.xs("jacobian_fro", level="attack")
+    expected = stats.ttest_ind(jac["jacobi"], jac["no_reg"], equal_var=False).pvalue
+    assert jac_rows.loc["jacobi", "p_vs_no_reg"].item() == pytest.approx(expected)
+    with pytest.raises(ValueError, match="baseline 'l2' is not a variant"):
+        robustness_table(pd.DataFrame(rows), baseline="l2")
+
+
 def test_exact_jacobian_norms_per_sample_are_the_regularizers_and_differentiable():
     from regnet.regularizers.jacobian import jacobian_sq_norms
 

@@ -6,7 +6,7 @@ These are what ``python -m regnet.analyze`` writes and what the notebooks call; 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -40,12 +40,18 @@ def accuracy_table(sweep: Sweep, baseline: str | None = None) -> pd.DataFrame:
     the p-values out. A named baseline that no completed run has is a ValueError (a typo would otherwise give a
     column of NaN)."""
     runs = sweep.table().dropna(subset=["test_acc"])
-    variants = set(runs["variant"])
+    return summarize(runs, "test_acc", KEYS, baseline=resolve_baseline(runs["variant"], baseline), scale=100.0)
+
+
+def resolve_baseline(variants: Iterable[str], baseline: str | None) -> str | None:
+    """The variant p-values compare against: ``baseline``, or with None the first of DEFAULT_BASELINES present
+    (None if neither is). A named baseline that is not among ``variants`` is a ValueError."""
+    variants = set(variants)
     if baseline is None:
-        baseline = next((b for b in DEFAULT_BASELINES if b in variants), None)
-    elif baseline not in variants:
+        return next((b for b in DEFAULT_BASELINES if b in variants), None)
+    if baseline not in variants:
         raise ValueError(f"baseline {baseline!r} is not a variant of this sweep: use one of {sorted(variants)}")
-    return summarize(runs, "test_acc", KEYS, baseline=baseline, scale=100.0)
+    return baseline
 
 
 def _each_run(sweep: Sweep, what: str, verbose: bool) -> Iterator[tuple[Any, list[str]]]:
@@ -184,13 +190,16 @@ def robustness_records(
     return df.assign(flag=sanity_flags(df)) if len(df) else df
 
 
-def robustness_table(records: pd.DataFrame) -> pd.DataFrame:
-    """Accuracy-vs-ε per variant: mean ± 95 % CI over seeds (attack rows), and mean ‖J‖_F over seeds. ``flag``:
-    the sanity checks that fail, with the seeds they fail for ("rises_with_eps (seed 1)")."""
+def robustness_table(records: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame:
+    """Accuracy-vs-ε per variant: mean ± 95 % CI over seeds (attack rows), and mean ‖J‖_F over seeds, with
+    ``p_vs_<baseline>`` (Welch) against the baseline variant at the same attack and ε (``baseline`` as in
+    :func:`accuracy_table`). ``flag``: the sanity checks that fail, with the seeds they fail for
+    ("rises_with_eps (seed 1)")."""
     if "flag" not in records:
         records = records.assign(flag=sanity_flags(records))
+    baseline = resolve_baseline(records["variant"], baseline)
     att = records[records["attack"] != "jacobian_fro"]
-    table = summarize(att, "acc", KEYS + ["attack", "eps"])
+    table = summarize(att, "acc", KEYS + ["attack", "eps"], baseline=baseline)
     flags = {}
     for key, g in att.groupby(KEYS + ["attack", "eps"], sort=True):
         failing = {}
@@ -201,6 +210,8 @@ def robustness_table(records: pd.DataFrame) -> pd.DataFrame:
     table["flag"] = [flags.get(tuple(r), "") for r in table[KEYS + ["attack", "eps"]].itertuples(index=False)]
     jac = records[records["attack"] == "jacobian_fro"]
     if len(jac):
-        jt = summarize(jac, "jacobian_fro", KEYS).assign(attack="jacobian_fro", eps=float("nan"), flag="")
+        jt = summarize(jac, "jacobian_fro", KEYS, baseline=baseline).assign(
+            attack="jacobian_fro", eps=float("nan"), flag=""
+        )
         table = pd.concat([table, jt], ignore_index=True)
     return table
