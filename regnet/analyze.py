@@ -18,7 +18,8 @@ Finds every ``results.json`` below ``<dir>``, groups runs by (model, data, varia
 Every file is written atomically; with no runs below ``<dir>`` it exits with a one-line error and writes nothing.
 Each run's plane and attack records are also kept in ``<out>/cache/`` as soon as they are computed and reused by
 the next call with the same settings, so an interrupted analysis resumes and added seeds cost only themselves
-(``--no-cache`` recomputes everything; :mod:`regnet.analysis.cache`).
+(``--no-cache`` recomputes everything; :mod:`regnet.analysis.cache`). ``--shard I/N`` computes only every N-th
+run's records into that cache and writes no tables: N such calls side by side, then one without ``--shard``.
 """
 
 from __future__ import annotations
@@ -41,6 +42,17 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def shard_arg(text: str) -> tuple[int, int]:
+    """``--shard I/N`` as (I, N), 0 ≤ I < N."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not I/N (e.g. 0/2)") from None
+    if not 0 <= index < count:
+        raise argparse.ArgumentTypeError(f"{text!r}: I/N needs 0 ≤ I < N (shares are numbered from 0)")
+    return index, count
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -90,6 +102,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--diagnostics", action="store_true", help="per-run confusion matrix, galleries, curves, SVs")
     p.add_argument("--device", default=None, help="cpu | cuda | cuda:1 ... (default: cuda if there is a GPU, else cpu)")
     p.add_argument("--data-root", default=None, help="override data.root of the runs (data moved since training)")
+    p.add_argument("--shard", type=shard_arg, default=None, metavar="I/N",
+                   help="only the I-th of N shares of the runs (from 0), into the cache, writing no tables: "
+                        "run N side by side (processes, GPUs, cluster jobs), then once without --shard")  # fmt: skip
     p.add_argument("--cache", action=argparse.BooleanOptionalAction, default=True,
                    help="keep each run's planes and attack results in <out>/cache and reuse them on the next call "
                         "with the same settings (resume after an interruption, add seeds cheaply)")  # fmt: skip
@@ -119,6 +134,10 @@ def check_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--example-planes={args.example_planes} is invalid: use ≥ 0")
     if args.device is not None:
         check_device(args.device)
+    if args.shard and not args.cache:
+        raise ValueError("--shard keeps its records in the cache only: drop --no-cache")
+    if args.shard and args.diagnostics:
+        raise ValueError("--diagnostics are not cached: run them without --shard")
     if args.data_root is not None and not Path(args.data_root).expanduser().is_dir():
         raise ValueError(f"--data-root {args.data_root} is not a directory: pass the folder that holds the datasets")
 
@@ -234,6 +253,25 @@ def _move_in(stage: Path, out: Path) -> None:
     shutil.rmtree(stage)
 
 
+def _shard(args, sweep, cache_dir: Path) -> Path:
+    """--shard: the share's plane and attack records into the cache; the tables are left to a call without it."""
+    index, count = args.shard
+    if not sweep.completed:
+        log.info(f"shard {index}/{count}: no run (the sweep has fewer than {count} completed runs)")
+        return cache_dir
+    stage = Path(tempfile.mkdtemp(prefix="regnet-shard-"))
+    try:
+        if args.planes:
+            _planes(args, sweep, stage, cache_dir)
+        if args.attacks:
+            _attacks(args, sweep, stage, cache_dir)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    log.info(f"shard {index}/{count}: the records of {len(sweep.completed)} runs are in {cache_dir}; the same "
+             "command without --shard writes the tables")  # fmt: skip
+    return cache_dir
+
+
 def analyze(args: argparse.Namespace) -> Path:
     from regnet import analysis as A
 
@@ -248,6 +286,8 @@ def analyze(args: argparse.Namespace) -> Path:
             f"no completed runs below {args.dir}: " + "; ".join(f"{p['run_dir']} {p['status']}" for p in sweep.problems)
         )
     acc = A.accuracy_table(sweep, args.baseline)  # needs results.json only
+    if args.shard:
+        return _shard(args, sweep.shard(*args.shard), cache_dir)
     print(A.to_markdown(acc))
     # build everything in a temp dir next to ``out`` and move it in at the end: no partial analysis on failure
     out.parent.mkdir(parents=True, exist_ok=True)

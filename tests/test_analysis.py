@@ -114,7 +114,10 @@ def test_no_runs_is_a_one_line_error_without_output(tmp_path, capsys):
                                         (["--data-root", "/nonexistent/data"], "--data-root /nonexistent/data is not a "
                                                                               "directory"),
                                         (["--baseline", "nope"], "baseline 'nope' is not a variant of this sweep: "
-                                                                 "use one of ['l2', 'no_reg']")])  # fmt: skip
+                                                                 "use one of ['l2', 'no_reg']"),
+                                        (["--shard", "0/2", "--no-cache"], "--shard keeps its records in the cache"),
+                                        (["--shard", "0/2", "--diagnostics"], "--diagnostics are not cached"),
+                                        ])  # fmt: skip
 def test_bad_arguments_are_one_line_errors(tmp_path, capsys, args, match):
     fabricated(tmp_path)
     assert main([str(tmp_path), *args]) != 0
@@ -128,6 +131,8 @@ def test_bad_arguments_are_one_line_errors(tmp_path, capsys, args, match):
     (["--planes", "many"], "argument --planes: invalid int value: 'many'"),
     (["--zooms"], "argument --zooms: expected at least one argument"),
     (["--square-queries", "0"], "--square-queries=0 is invalid"),
+    (["--shard", "2/2"], "argument --shard: '2/2': I/N needs 0 ≤ I < N"),
+    (["--shard", "half"], "argument --shard: 'half' is not I/N"),
 ])  # fmt: skip
 def test_argument_errors_are_one_line_with_exit_2_and_write_nothing(tmp_path, capsys, args, match):
     fabricated(tmp_path)
@@ -242,6 +247,27 @@ def test_analyze_reuses_each_runs_saved_records_and_recomputes_when_anything_cha
     capsys.readouterr()
     assert main(planes) == 0 and marked() == 0
     assert "[cached]" not in capsys.readouterr().err
+
+
+def test_shards_side_by_side_then_one_call_write_what_one_call_writes(tiny_sweep, tmp_path, capsys):
+    """``--shard I/N`` puts only its share's records in the cache and writes no table; after shards 0/2 and 1/2,
+    the call without ``--shard`` reads every run from the cache and writes what an unsharded call writes."""
+    out = tmp_path / "analysis"
+    args = [str(tiny_sweep), "--planes", "1", "--zooms", "0.1", "--resolution", "8",
+            "--attacks", "--attack-list", "fgsm", "pgd", "--eps", "0", "0.1", "--n-test", "16"]  # fmt: skip
+    for share, cached in (("0/2", 2), ("1/2", 4)):
+        assert main([*args, "--out", str(out), "--shard", share]) == 0
+        assert [p.name for p in out.iterdir()] == ["cache"]
+        assert len(list((out / "cache").glob("tv-*.pt"))) == len(list((out / "cache").glob("robustness-*.pt")))
+        assert len(list((out / "cache").glob("robustness-*.pt"))) == cached
+    assert main([*args, "--out", str(out), "--shard", "5/6"]) == 0  # more shares than runs: an empty share
+    capsys.readouterr()
+    assert main([*args, "--out", str(out)]) == 0
+    assert capsys.readouterr().err.count("[cached]") == 8  # 4 runs × (planes, attacks): none recomputed
+    whole = tmp_path / "whole"
+    assert main([*args, "--out", str(whole), "--no-cache"]) == 0
+    for name in ("robustness_runs.csv", "tv_planes.csv", "accuracy.csv"):
+        pd.testing.assert_frame_equal(pd.read_csv(out / name), pd.read_csv(whole / name))
 
 
 def test_a_run_whose_model_cannot_be_rebuilt_is_listed_and_skipped_never_fatal(tiny_sweep, tmp_path, capsys):

@@ -84,6 +84,16 @@ class Sweep:
     def problems_table(self) -> pd.DataFrame:
         return pd.DataFrame(self.problems, columns=["run_dir", "status", "reason"])
 
+    def shard(self, index: int, count: int) -> Sweep:
+        """This sweep with only the ``index``-th of every ``count`` completed runs (0-based, in the order the
+        analysis visits them: model, data, variant, seed), so that ``count`` analyses sharing one cache split
+        it between them. Taking every ``count``-th run spreads each variant's seeds over the shares. The same
+        ``root``, so the cache keys are those of the whole sweep."""
+        order = self.table().sort_values(["model", "data", "variant", "seed"])["run_dir"].tolist()
+        mine = set(order[index::count])
+        runs = [r for r in self.runs if r.get("status") != "completed" or r["run_dir"] in mine]
+        return Sweep(self.root, runs, list(self.problems))
+
 
 def group_variant(results: dict[str, Any]) -> str:
     """The variant a run belongs to: its ``variant``, else its regularizer names joined by '+', else none."""
