@@ -67,7 +67,10 @@ def to_stderr() -> Iterator[None]:
 
 
 def get_logger(name: str) -> logging.Logger:
-    """The logger for a regnet module (``get_logger(__name__)``), rank-zero aware."""
+    """The logger for a regnet module (``get_logger(__name__)``), rank-zero aware. A module run as
+    ``python -m regnet.x`` is named ``__main__``; its logger is ``regnet.x``, so its lines reach regnet's handlers."""
+    if name == "__main__" and (spec := getattr(sys.modules["__main__"], "__spec__", None)) is not None:
+        name = spec.name
     logger = logging.getLogger(name)
     if not any(isinstance(f, _RankZero) for f in logger.filters):
         logger.addFilter(_RankZero())

@@ -147,6 +147,23 @@ def test_argument_errors_are_one_line_with_exit_2_and_write_nothing(tmp_path, ca
     assert not (tmp_path / "analysis").exists()
 
 
+@pytest.mark.filterwarnings("ignore:'regnet.analyze' found in sys.modules:RuntimeWarning")  # runpy, harmless
+def test_run_as_python_dash_m_its_own_lines_reach_stderr(tmp_path, monkeypatch, capsys):
+    """``python -m regnet.analyze`` runs the module as ``__main__``: its lines (problems, failed sanity checks,
+    where the analysis went) still reach stderr under regnet's prefix, not only the analysis library's."""
+    import runpy
+    import sys
+
+    fabricated(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["regnet.analyze", str(tmp_path), "--planes", "0"])
+    with pytest.raises(SystemExit) as stop:
+        runpy.run_module("regnet.analyze", run_name="__main__", alter_sys=True)
+    assert stop.value.code == 0
+    err = capsys.readouterr().err
+    assert f"[regnet] analysis written to {tmp_path / 'analysis'}" in err
+    assert "[regnet] failed: " in err  # fabricated() has a failed run, listed once the analysis is written
+
+
 def test_out_that_is_a_file_is_a_one_line_error_and_stays_untouched(tmp_path, capsys):
     fabricated(tmp_path)
     (tmp_path / "notes.txt").write_text("mine\n")
