@@ -92,6 +92,33 @@ def test_every_model_yaml_is_registered_counts_as_documented_and_trains_on_its_d
     assert out.shape == (2, cfg.data.num_classes) and torch.isfinite(out).all()
 
 
+DROPOUT_MODELS = [n for n in MODEL_YAMLS if "dropout" in inspect.signature(MODELS[n]).parameters]
+
+
+@pytest.mark.parametrize("name", DROPOUT_MODELS)
+def test_dropout_reaches_every_dropout_layer_and_acts_only_in_training(name):
+    """``model.dropout=p`` (and ``model.dropout2d``) sets p on every Dropout (Dropout2d) layer the model has,
+    none is left at another rate, and it changes the training forward pass but not the evaluation one."""
+    two_d = "dropout2d" in inspect.signature(MODELS[name]).parameters
+    cfg = composed(f"model={name}", "model.dropout=0.3", *(["model.dropout2d=0.2"] if two_d else []))
+    torch.manual_seed(0)
+    model = instantiate(cfg.model)
+    rates: dict[type, set[float]] = {}
+    for m in model.modules():
+        if isinstance(m, nn.Dropout | nn.Dropout2d):
+            rates.setdefault(type(m), set()).add(m.p)
+    assert rates.get(nn.Dropout) == {0.3}, rates
+    assert rates.get(nn.Dropout2d, {0.2}) == {0.2}, rates
+    x = torch.randn(2, cfg.data.in_channels, cfg.data.image_size, cfg.data.image_size)
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model(x), model(x))
+        model.train()
+        assert not torch.allclose(model(x), model(x))
+    off = instantiate(composed(f"model={name}", "model.dropout=0", *(["model.dropout2d=0"] if two_d else [])).model)
+    assert not any(isinstance(m, nn.Dropout | nn.Dropout2d) and m.p > 0 for m in off.modules())
+
+
 @pytest.mark.parametrize("name,overrides,expected", VARIANT_COUNTS)
 def test_documented_variant_parameter_counts(name, overrides, expected):
     assert n_params(instantiate(composed(f"model={name}", *overrides).model)) == expected

@@ -348,21 +348,27 @@ def test_elastic_is_l1_penalty_plus_weight_decay(batch):
     assert optimizer.param_groups[0]["weight_decay"] == 1e-3
 
 
-def test_l2_is_weight_decay_in_the_optimizer():
+@pytest.mark.parametrize("reg", [L2(5e-4), Elastic(l1=0.2, weight_decay=5e-4)], ids=lambda r: r.name)
+def test_weight_decay_shrinks_every_parameter_by_lr_times_wd(reg):
+    """One SGD step with zero data gradient shrinks every parameter, convolutions and biases included, by exactly
+    lr · wd · w (torch's ``weight_decay``, as the study's optimizer); without a regularizer nothing moves."""
     model = LeNet()
-    module = RegNetModule(model, num_classes=10, regularizers=[L2(5e-4)])
-    optimizer = module.configure_optimizers()
-    assert optimizer.param_groups[0]["weight_decay"] == 5e-4
-    # one SGD step with zero data gradient shrinks weights by exactly lr · wd · w
-    w = model.classifier[-1].weight
-    before = w.detach().clone()
-    optimizer.zero_grad()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1)  # biases start at zero, where decay cannot be seen
+    optimizer = RegNetModule(model, num_classes=10, regularizers=[reg]).configure_optimizers()
+    lr = optimizer.param_groups[0]["lr"]
+    assert optimizer.param_groups[0]["weight_decay"] == 5e-4 and lr > 0
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    assert any(n.endswith("bias") for n in before) and any(p.dim() == 4 for p in before.values())
     for p in model.parameters():
         p.grad = torch.zeros_like(p)
     optimizer.step()
-    assert torch.allclose(w, before * (1 - 0.1 * 5e-4))
+    for n, p in model.named_parameters():
+        assert torch.allclose(p, before[n] * (1 - lr * 5e-4), rtol=1e-6, atol=1e-12), n
+        assert not torch.equal(p, before[n]), n
     plain = RegNetModule(LeNet(), num_classes=10).configure_optimizers()
-    assert plain.param_groups[0]["weight_decay"] == 0
+    assert plain.param_groups[0].get("weight_decay", 0) == 0
 
 
 def test_soft_svb_matches_frobenius_formula(batch):
@@ -387,7 +393,16 @@ def test_label_smoothing_total_equals_torch(eps, batch):
     x, y = batch
     logits = model(x)
     total = F.cross_entropy(logits, y) + LabelSmoothing(eps).penalty(model, x, logits, y)
-    assert torch.allclose(total, F.cross_entropy(logits, y, label_smoothing=eps), atol=1e-6)
+    want = F.cross_entropy(logits, y, label_smoothing=eps)
+    assert torch.allclose(total, want, atol=1e-6)
+    # and its gradient: a detached penalty would leave plain cross-entropy's
+    params = list(model.parameters())
+    got_grads = torch.autograd.grad(total, params, retain_graph=True)
+    want_grads = torch.autograd.grad(want, params, retain_graph=True)
+    plain_grads = torch.autograd.grad(F.cross_entropy(logits, y), params)
+    for g, w, c in zip(got_grads, want_grads, plain_grads, strict=True):
+        assert torch.allclose(g, w, atol=1e-6)
+    assert not all(torch.allclose(w, c, atol=1e-6) for w, c in zip(want_grads, plain_grads, strict=True))
 
 
 def test_confidence_penalty_is_negative_entropy(batch):
@@ -396,7 +411,15 @@ def test_confidence_penalty_is_negative_entropy(batch):
     logits = model(x) * 3
     p = logits.softmax(-1)
     entropy = -(p * p.log()).sum(-1).mean()
-    assert torch.allclose(ConfidencePenalty(beta=0.7).penalty(model, x, logits, y), -0.7 * entropy)
+    got = ConfidencePenalty(beta=0.7).penalty(model, x, logits, y)
+    assert torch.allclose(got, -0.7 * entropy)
+    # differentiable, with the formula's gradient (a detached penalty would give none)
+    params = list(model.parameters())
+    got_grads = torch.autograd.grad(got, params, retain_graph=True)
+    want_grads = torch.autograd.grad(-0.7 * entropy, params)
+    for g, w in zip(got_grads, want_grads, strict=True):
+        assert torch.allclose(g, w, atol=1e-6)
+    assert any(g.abs().sum() > 0 for g in got_grads)
 
 
 def test_input_noise_has_sigma_and_only_in_training(batch):

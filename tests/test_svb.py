@@ -34,6 +34,23 @@ def test_svb_project_bounds_every_layer():
         assert s.max() <= 1 + eps + 1e-5 and s.min() >= 1 / (1 + eps) - 1e-5
 
 
+def test_svb_clips_to_exactly_the_band_and_keeps_what_is_inside():
+    """Algorithm 1's projection: singular values below 1/(1+ε) rise to it, above 1+ε fall to it, inside stay;
+    the singular vectors are kept. A band of the wrong width or a projection to 1 fails here."""
+    torch.manual_seed(0)
+    u, _ = torch.linalg.qr(torch.randn(4, 4))
+    v, _ = torch.linalg.qr(torch.randn(3, 3))
+    s = torch.tensor([3.0, 1.02, 0.5])
+    layer = nn.Linear(3, 4, bias=False)
+    with torch.no_grad():
+        layer.weight.copy_(u[:, :3] @ torch.diag(s) @ v.T)
+    eps = 0.05
+    svb_project_(layer, eps)
+    want = torch.tensor([1 + eps, 1.02, 1 / (1 + eps)])
+    assert torch.allclose(torch.linalg.svdvals(layer.weight.detach()), want, atol=1e-5)
+    assert torch.allclose(layer.weight.detach(), u[:, :3] @ torch.diag(want) @ v.T, atol=1e-5)
+
+
 class _FakeTrainer:
     global_step = 0
 
