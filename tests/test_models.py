@@ -98,7 +98,7 @@ DROPOUT_MODELS = [n for n in MODEL_YAMLS if "dropout" in inspect.signature(MODEL
 @pytest.mark.parametrize("name", DROPOUT_MODELS)
 def test_dropout_reaches_every_dropout_layer_and_acts_only_in_training(name):
     """``model.dropout=p`` (and ``model.dropout2d``) sets p on every Dropout (Dropout2d) layer the model has,
-    none is left at another rate, and it changes the training forward pass but not the evaluation one."""
+    none is left at another rate; it makes the training forward pass random and leaves evaluation deterministic."""
     two_d = "dropout2d" in inspect.signature(MODELS[name]).parameters
     cfg = composed(f"model={name}", "model.dropout=0.3", *(["model.dropout2d=0.2"] if two_d else []))
     torch.manual_seed(0)

@@ -351,7 +351,7 @@ def test_elastic_is_l1_penalty_plus_weight_decay(batch):
 @pytest.mark.parametrize("reg", [L2(5e-4), Elastic(l1=0.2, weight_decay=5e-4)], ids=lambda r: r.name)
 def test_weight_decay_shrinks_every_parameter_by_lr_times_wd(reg):
     """One SGD step with zero data gradient shrinks every parameter, convolutions and biases included, by exactly
-    lr · wd · w (torch's ``weight_decay``, as the study's optimizer); without a regularizer nothing moves."""
+    lr · wd · w (torch's ``weight_decay``, as the study's optimizer); without a regularizer there is no decay."""
     model = LeNet()
     with torch.no_grad():
         for p in model.parameters():
@@ -368,7 +368,7 @@ def test_weight_decay_shrinks_every_parameter_by_lr_times_wd(reg):
         assert torch.allclose(p, before[n] * (1 - lr * 5e-4), rtol=1e-6, atol=1e-12), n
         assert not torch.equal(p, before[n]), n
     plain = RegNetModule(LeNet(), num_classes=10).configure_optimizers()
-    assert plain.param_groups[0].get("weight_decay", 0) == 0
+    assert plain.param_groups[0]["weight_decay"] == 0
 
 
 def test_soft_svb_matches_frobenius_formula(batch):
