@@ -106,3 +106,34 @@ def run_cli(args: list[str], monkeypatch, capsys) -> tuple[int, str]:
         os.environ.pop("HYDRA_FULL_ERROR", None)
         os.environ.pop("REGNET_FULL_ERROR", None)
     return code, capsys.readouterr().err
+
+
+class _TouchOnUnpickle:
+    """Unpickling this object calls ``pathlib.Path(marker).touch()``: the stand-in for a hostile pickle."""
+
+    def __init__(self, marker: Path):
+        self.marker = Path(marker)
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def write_malicious_checkpoint(path: Path, marker: Path, base: dict | None = None) -> Path:
+    """A checkpoint (``base``, by default an empty Lightning-like dict) with one extra entry whose unpickling
+    creates ``marker``: loading ``path`` with ``weights_only=False`` runs code, weights-only must refuse it."""
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    checkpoint = dict(base or {"state_dict": {}, "epoch": 0, "global_step": 1})
+    checkpoint["payload"] = _TouchOnUnpickle(marker)
+    torch.save(checkpoint, path)
+    return path
+
+
+@pytest.fixture
+def malicious_checkpoint(tmp_path) -> tuple[Path, Path]:
+    """(checkpoint, marker): a checkpoint whose unpickling would create ``marker`` (which does not exist yet).
+    A test asserts ``not marker.exists()`` after whatever it checks has refused the checkpoint."""
+    marker = tmp_path / "pwned"
+    return write_malicious_checkpoint(tmp_path / "hostile" / "last.ckpt", marker), marker
