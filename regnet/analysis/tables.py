@@ -18,7 +18,7 @@ from regnet.analysis.cache import cached, run_key
 from regnet.analysis.checks import sanity_flags
 from regnet.analysis.device import default_device
 from regnet.analysis.runs import UNLOADABLE, Sweep, UnloadableRunError, load_run, test_inputs
-from regnet.analysis.stats import mean_ci, summarize
+from regnet.analysis.stats import adjust_p, mean_ci, summarize
 from regnet.data.base import normalize
 from regnet.log import get_logger
 
@@ -34,13 +34,16 @@ DEFAULT_BASELINES = ("no_reg", "none")  # the study's baseline variant; runs wit
 
 def accuracy_table(sweep: Sweep, baseline: str | None = None) -> pd.DataFrame:
     """model, data, variant, n, mean, ci95, std, min, max (test accuracy in %), p_vs_<baseline>: Welch's t-test of
-    each variant against ``baseline`` on the same model and data.
+    each variant against ``baseline`` on the same model and data, and ``p_vs_<baseline>_holm``: the same adjusted
+    (Holm) over the table's variants of that model and data (:mod:`regnet.analysis.stats` says why Holm).
 
     ``baseline=None`` takes ``no_reg`` if the sweep has it, else ``none`` (runs without a variant), else leaves
     the p-values out. A named baseline that no completed run has is a ValueError (a typo would otherwise give a
     column of NaN)."""
     runs = sweep.table().dropna(subset=["test_acc"])
-    return summarize(runs, "test_acc", KEYS, baseline=resolve_baseline(runs["variant"], baseline), scale=100.0)
+    return adjust_p(
+        summarize(runs, "test_acc", KEYS, baseline=resolve_baseline(runs["variant"], baseline), scale=100.0)
+    )
 
 
 def resolve_baseline(variants: Iterable[str], baseline: str | None) -> str | None:
@@ -193,8 +196,9 @@ def robustness_records(
 def robustness_table(records: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame:
     """Accuracy-vs-ε per variant: mean ± 95 % CI over seeds (attack rows), and mean ‖J‖_F over seeds, with
     ``p_vs_<baseline>`` (Welch) against the baseline variant at the same attack and ε (``baseline`` as in
-    :func:`accuracy_table`). ``flag``: the sanity checks that fail, with the seeds they fail for
-    ("rises_with_eps (seed 1)")."""
+    :func:`accuracy_table`), and ``p_vs_<baseline>_holm``: adjusted (Holm) over every test of the table for one
+    model and data (variants × attacks × ε, the clean accuracy once, and ‖J‖_F). ``flag``: the sanity checks
+    that fail, with the seeds they fail for ("rises_with_eps (seed 1)")."""
     if "flag" not in records:
         records = records.assign(flag=sanity_flags(records))
     baseline = resolve_baseline(records["variant"], baseline)
@@ -214,4 +218,6 @@ def robustness_table(records: pd.DataFrame, baseline: str | None = None) -> pd.D
             attack="jacobian_fro", eps=float("nan"), flag=""
         )
         table = pd.concat([table, jt], ignore_index=True)
-    return table
+    clean = table["eps"] == 0  # every attack at ε = 0 is the clean accuracy: one test, counted once
+    test = [f"{v} {a} {e}" for v, a, e in zip(table["variant"], table["attack"].where(~clean, "clean"), table["eps"])]
+    return adjust_p(table, test=test)
