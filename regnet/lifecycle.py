@@ -31,17 +31,14 @@ from typing import Any
 
 import lightning as L
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-import regnet
-from regnet.build import model_name, reg_names
-from regnet.callbacks.throughput import Throughput
 from regnet.errors import Diverged
 from regnet.files import write_atomic
 from regnet.locks import exclusive
 from regnet.log import get_logger
 from regnet.loggers.resume import end_loggers
-from regnet.results import LAST_CHECKPOINT, RESULTS, git_commit, write_results
+from regnet.results import LAST_CHECKPOINT, RESULTS, invalid_results, run_results, write_results
 
 log = get_logger(__name__)
 
@@ -173,42 +170,20 @@ class RunLifecycle:
         trace: str | None = None,
         diverged_step: int | None = None,
     ) -> dict[str, Any]:
-        """Assemble and atomically write ``results.json`` (rank 0 only); returns it."""
-        cfg, trainer, module, datamodule = self.cfg, self._trainer, self._module, self._datamodule
-        metrics = metrics or self.logged_metrics()
-        throughput = next((c for c in trainer.callbacks if isinstance(c, Throughput)), None)
-        device = str(module.device)
-        if module.device.type == "cuda":
-            device += f" ({torch.cuda.get_device_name(module.device)})"
-        results = {
-            "status": status,
-            "model": model_name(cfg),
-            "data": datamodule.name,
-            "reg": reg_names(cfg),
-            "variant": cfg.variant or "+".join(reg_names(cfg)) or "none",
-            "seed": cfg.seed,
-            "max_epochs": cfg.trainer.max_epochs,
-            "epochs": trainer.current_epoch,
-            "global_step": trainer.global_step,
-            "test_acc": metrics.get("test/acc"),
-            "test_loss": metrics.get("test/loss"),
-            "val_acc": metrics.get("val/acc"),
-            "wall_time_s": time.perf_counter() - self._start,
-            "resumed_from_step": self._resumed_from,
-            "train_images_per_s": throughput.images_per_s if throughput else None,
-            "device": device,
-            "regnet_version": regnet.__version__,
-            "git_commit": git_commit(),
-            "torch_version": torch.__version__,
-            "torch_threads": torch.get_num_threads(),
-            "metrics": metrics,
-            "normalization": datamodule.pixel_stats,
-            "config": {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k != "hydra"},
-        }
-        if error is not None:
-            results["error"] = error
-        if diverged_step is not None:
-            results["diverged_step"] = diverged_step
+        """Assemble (regnet/results.py) and atomically write ``results.json`` (rank 0 only); returns it."""
+        trainer = self._trainer
+        results = run_results(
+            status,
+            self.cfg,
+            trainer,
+            self._module,
+            self._datamodule,
+            metrics or self.logged_metrics(),
+            wall_time_s=time.perf_counter() - self._start,
+            resumed_from_step=self._resumed_from,
+            error=error,
+            diverged_step=diverged_step,
+        )
         results |= self.extra_results()
         if trainer.is_global_zero:
             if trace:
@@ -230,14 +205,4 @@ class RunLifecycle:
 def record_invalid(run_dir: str | Path, cfg: DictConfig, message: str) -> None:
     """A sweep job stopped by bad input before training: its directory says why (``status: invalid``), so
     analysis lists it; a lone run writes nothing (its one-line error is the whole answer)."""
-    config = {k: v for k, v in OmegaConf.to_container(cfg, resolve=False).items() if k != "hydra"}
-    write_results(
-        run_dir,
-        {
-            "status": "invalid",
-            "error": message,
-            "seed": cfg.get("seed"),
-            "variant": cfg.get("variant"),
-            "config": config,
-        },
-    )
+    write_results(run_dir, invalid_results(cfg, message))
