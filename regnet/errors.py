@@ -47,7 +47,15 @@ def _os_error(err: BaseException) -> OSError | None:
     return err
 
 
+def squeeze(text: object) -> str:
+    """``text`` (an exception, a reason) on one line: its white space, line breaks included, folded to single
+    spaces; an exception without a message gives its type's name."""
+    line = " ".join(str(text).split())
+    return line or (type(text).__name__ if isinstance(text, BaseException) else "")
+
+
 def one_line(err: BaseException) -> str:
+    """The exception that stopped ``regnet.train`` as the line the command prints (module docstring)."""
     cause = root_cause(err)
     text = str(cause).strip()
     missing = re.search(r"Could not (?:find|load) '([\w/]+)/([^'/]+)'", text)

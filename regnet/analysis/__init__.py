@@ -26,15 +26,10 @@ from regnet.analysis.boundaries import (
 from regnet.analysis.checks import sanity_checks, sanity_flags
 from regnet.analysis.device import default_device, full_fp32
 from regnet.analysis.diagnostics import learning_curves, run_diagnostics, singular_values, topk_error
+from regnet.analysis.records import robustness_records, tv_records
 from regnet.analysis.runs import UNLOADABLE, NoRunsError, Sweep, UnloadableRunError, find_runs, load_run, test_inputs
 from regnet.analysis.stats import mean_ci, summarize, to_markdown, welch_p
-from regnet.analysis.tables import (
-    accuracy_table,
-    robustness_records,
-    robustness_table,
-    tv_records,
-    tv_table,
-)
+from regnet.analysis.tables import accuracy_table, robustness_table, tv_table
 from regnet.analysis.total_variation import boundary_length, total_variation
 from regnet.confusion import confusion_matrix
 

@@ -6,8 +6,7 @@ at x0 + a·v1 + b·v2 for a (rows) and b (columns) on ``linspace(−1/zoom, 1/zo
 
 Speed: chain models (LeNet and its variants) are evaluated by :mod:`regnet.analysis.plane_net`, with the plane
 folded into the first layer; other models point by point in batches. ``python benchmarks/decision_planes.py``
-times the TV table of one LeNet (3 zooms × 50 planes × 250²): 30.5 s on a 2-core AVX-512 CPU, 77–100 s on an
-older 2-core AVX2 one (benchmarks/RESULTS.md).
+times the TV table of one LeNet (3 zooms × 50 planes × 250²); its timings are in benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations

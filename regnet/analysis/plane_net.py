@@ -19,9 +19,8 @@ models whose ``forward`` is a chain of layers (checked with ``torch.fx``): LeNet
 stacks. For anything else (residual blocks, custom ops) :meth:`ChainModel.parse` returns None and the caller
 evaluates the model point by point.
 
-Measured with ``python benchmarks/decision_planes.py`` on 2-core CPUs: 0.20 s per 250² LeNet plane with AVX-512,
-0.5–0.67 s on an older AVX2 machine, against 4.6 s there for the model point by point (benchmarks/RESULTS.md
-has the numbers and the per-layer profiles).
+``python benchmarks/decision_planes.py`` times it against the model point by point; benchmarks/RESULTS.md has
+the numbers and the per-layer profiles.
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from regnet.analysis.device import default_device
+from regnet.errors import squeeze
 from regnet.results import LAST_CHECKPOINT, RESULTS
 
 SKIP_DIRS = {"analysis", "checkpoints", ".hydra", ".submitit"}
@@ -142,7 +143,7 @@ def find_runs(root: str | Path) -> Sweep:
             )
         elif status != "completed":
             reason = results.get("error") or results.get("reason") or ""
-            sweep.problems.append({"run_dir": str(run_dir), "status": str(status), "reason": _one_line(reason)})
+            sweep.problems.append({"run_dir": str(run_dir), "status": str(status), "reason": squeeze(reason)})
         elif results.get("test_acc") is None:
             sweep.problems.append({"run_dir": str(run_dir), "status": "no_test_acc", "reason": "test_acc is null"})
         elif isinstance(results["test_acc"], bool) or not isinstance(results["test_acc"], (int, float)):
@@ -157,10 +158,6 @@ def find_runs(root: str | Path) -> Sweep:
     if not sweep.runs and not sweep.problems:
         raise NoRunsError(f"no runs below {root}: expected <run dir>/{RESULTS} files written by python -m regnet.train")
     return sweep
-
-
-def _one_line(text: Any) -> str:
-    return " ".join(str(text).split())
 
 
 def rebuild_problem(run_dir: Path, results: dict[str, Any]) -> str | None:
@@ -180,7 +177,7 @@ def run_config(run_dir: str | Path, results: dict[str, Any] | None = None) -> Di
         try:
             return OmegaConf.load(hydra_cfg)
         except Exception as e:  # noqa: BLE001 — unreadable or not YAML
-            raise UnloadableRunError(f"{hydra_cfg} cannot be read: {_one_line(e)}") from e
+            raise UnloadableRunError(f"{hydra_cfg} cannot be read: {squeeze(e)}") from e
     results = results if results is not None else json.loads((run_dir / RESULTS).read_text())
     if not results.get("config"):
         raise UnloadableRunError(
@@ -217,12 +214,12 @@ def load_run(run_dir: str | Path, device: str | torch.device | None = None, data
             cfg.data.on_device = False
         module, datamodule, _ = build(cfg)
     except Exception as e:  # noqa: BLE001 — any error of the run's own config: this run is skipped, not the analysis
-        raise UnloadableRunError(f"the model cannot be rebuilt from the run's config: {_one_line(e)}") from e
+        raise UnloadableRunError(f"the model cannot be rebuilt from the run's config: {squeeze(e)}") from e
     try:
         state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
         missing = [k for k in module.load_state_dict(state, strict=False).missing_keys if k.startswith("model.")]
     except Exception as e:  # noqa: BLE001 — truncated, foreign or mismatched checkpoint
-        raise UnloadableRunError(f"{ckpt} cannot be loaded: {_one_line(e)}") from e
+        raise UnloadableRunError(f"{ckpt} cannot be loaded: {squeeze(e)}") from e
     if missing:
         raise UnloadableRunError(f"{ckpt} lacks {len(missing)} of the model's weights ({missing[0]}, ...): "
                                  "a checkpoint of another model?")  # fmt: skip
