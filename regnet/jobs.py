@@ -45,9 +45,8 @@ def threads_per_job(hydra_cfg, cores: int) -> int | None:
 
 def share_cpu_cores(cfg: DictConfig, hydra_cfg) -> int:
     """CPU training in a local sweep of K jobs at once: each job gives torch 1/K of the cores
-    (:func:`threads_per_job`). Two LeNet jobs with two threads each on two cores trained at 3,466 images/s
-    together, with one thread each at 18,479 (benchmarks/RESULTS.md). OMP_NUM_THREADS or MKL_NUM_THREADS set
-    by the user win. Returns the thread count torch uses."""
+    (:func:`threads_per_job`): oversubscribed cores train several times slower (benchmarks/RESULTS.md, the
+    grid row). OMP_NUM_THREADS or MKL_NUM_THREADS set by the user win. Returns the thread count torch uses."""
     on_cpu = cfg.trainer.accelerator == "cpu" or (cfg.trainer.accelerator == "auto" and gpu_count() == 0)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     threads = threads_per_job(hydra_cfg, cores)

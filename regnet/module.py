@@ -151,8 +151,8 @@ class RegNetModule(L.LightningModule):
         self.metrics[f"{stage}_metrics"].update(logits, y)
         return logits
 
-    # --- logging: once per epoch. A ``self.log`` per step costs ~0.7 ms of host time each on CPU (measured;
-    # benchmarks/RESULTS.md), more than a small model's whole step on a GPU. --------------------------------
+    # --- logging: once per epoch. A ``self.log`` per step costs more host time than a small model's whole step
+    # on a GPU (benchmarks/RESULTS.md, "Host time per training step"). ----------------------------------------
     def on_train_epoch_end(self) -> None:  # runs before the epoch-end checkpoint, which then holds reset counts
         self._log_epoch("train")
 

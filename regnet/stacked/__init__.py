@@ -23,8 +23,7 @@ support (Lightning-AI/pytorch-lightning#17820). The wide model is an ordinary ``
 ``(N, S·C, H, W)``, ordinary autograd (one ``autograd.grad`` over the wide input gives every member's vᵀJ),
 ``F.batch_norm`` over S·C channels (per-member statistics, in place), a Lightning Trainer, checkpoints and
 resume as a separate run has. Members' parameters are ``(S, *shape)`` under their own names, so a member's
-``state_dict`` is one index away. Measured (CPU, 2 shared cores under load, 1 thread, torch 2.14.1,
-2026-12-01; /tmp script, median of interleaved repetitions): one forward + backward of S LeNets at batch 100
-took 498 ms (vmap) vs 491 ms (wide) at S = 5 and 3,869 ms vs 3,137 ms at S = 30 — the wide model is at least
-as fast, and does everything above. GPU throughput: ``benchmarks/throughput.py --stacked 1,5,30``.
+``state_dict`` is one index away. It is at least as fast as ``vmap`` on the CPU, and does everything above
+(benchmarks/RESULTS.md, "The wide model against torch.func.vmap"). GPU throughput:
+``benchmarks/throughput.py --stacked 1,5,30``.
 """
