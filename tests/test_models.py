@@ -1,10 +1,12 @@
-"""Every model: one test over every YAML of conf/model (composed through the real config: registered name,
-forward and backward on its data's shape, every parameter gets a gradient, parameter count as documented), the
-registry, the initialisations, and the behaviours the studies depend on."""
+"""Every model: one test over every registered model (``regnet.models.MODELS``), composed through its YAML in
+conf/model (registered name, forward and backward on its data's shape, every parameter gets a gradient,
+parameter count as documented); the registry against conf/model and the stackability check; the
+initialisations, and the behaviours the studies depend on."""
 
 from __future__ import annotations
 
 import ast
+import copy
 import inspect
 from functools import cache
 
@@ -16,7 +18,8 @@ from torch import nn
 
 import regnet.models.small_cnn
 from regnet.build import model_name
-from regnet.models import MODELS, registered_name
+from regnet.models import MODELS, register_model, registered_name
+from regnet.models import registry as model_registry
 from regnet.models.convnet import ConvNet
 from regnet.models.init import glorot_init_, orthogonal_init_
 from regnet.models.lenet import LeNet
@@ -25,6 +28,7 @@ from regnet.models.small_cnn import FAMILY, LeNetDeep, LeNetDL, LeNetDrop, LeNet
 from tests.conftest import CONF, REPO, compose_cfg
 
 MODEL_YAMLS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
+REGISTERED = sorted(MODELS)  # what the tests below are parametrised over: the registry
 CONFIGS_DOC = REPO / "docs" / "configs.md"  # its table of what's in the box
 
 # name → trainable parameters on the paired dataset, as the studies / papers printed them (docs/configs.md's table)
@@ -64,7 +68,7 @@ def trainable(model: nn.Module) -> int:
     return model.trainable_parameters() if hasattr(model, "trainable_parameters") else n_params(model)
 
 
-@pytest.mark.parametrize("name", MODEL_YAMLS)
+@pytest.mark.parametrize("name", REGISTERED)
 def test_every_model_yaml_is_registered_counts_as_documented_and_trains_on_its_data(name):
     cfg = composed(f"model={name}")
     assert get_object(cfg.model._target_) is MODELS[name] and model_name(cfg) == name
@@ -92,7 +96,7 @@ def test_every_model_yaml_is_registered_counts_as_documented_and_trains_on_its_d
     assert out.shape == (2, cfg.data.num_classes) and torch.isfinite(out).all()
 
 
-DROPOUT_MODELS = [n for n in MODEL_YAMLS if "dropout" in inspect.signature(MODELS[n]).parameters]
+DROPOUT_MODELS = [n for n in REGISTERED if "dropout" in inspect.signature(MODELS[n]).parameters]
 
 
 @pytest.mark.parametrize("name", DROPOUT_MODELS)
@@ -125,12 +129,45 @@ def test_documented_variant_parameter_counts(name, overrides, expected):
 
 
 def test_registry_is_conf_model():
-    """Nothing registered without a YAML, no YAML without a registered model; the family names itself."""
-    assert sorted(MODELS) == MODEL_YAMLS == sorted(PARAM_COUNTS)
+    """Nothing registered without a YAML, no YAML without a registered model, each YAML targets its registered
+    class; the family names itself."""
+    assert REGISTERED == MODEL_YAMLS == sorted(PARAM_COUNTS)
+    for name in MODEL_YAMLS:  # the file as written (no composition): conf/model/<name>.yaml → MODELS[name]
+        assert get_object(OmegaConf.load(CONF / "model" / f"{name}.yaml").model._target_) is MODELS[name], name
     assert all(MODELS[cls.name] is cls and registered_name(cls) == cls.name for cls in FAMILY)
     assert registered_name(nn.Identity) is None
     # a model outside the registry is named by its full target, never by a piece of it
     assert model_name(OmegaConf.create({"model": {"_target_": "torch.nn.Identity"}})) == "torch.nn.Identity"
+
+
+def test_the_stackability_check_reads_the_registry(monkeypatch):
+    """A model stacks once it is registered (its forward read), unless its registered refusal says otherwise;
+    an unregistered container is refused, a name registered twice is an error."""
+    from regnet.stacked.layers import stack_refusal
+
+    for attr in ("MODELS", "_LAYOUT_SAFE", "_REFUSALS"):  # this test's registrations leave with it
+        monkeypatch.setattr(model_registry, attr, copy.copy(getattr(model_registry, attr)))
+
+    class Tiny(nn.Module):
+        def __init__(self, scale: bool = False):
+            super().__init__()
+            self.fc, self.scale = nn.Linear(4, 2), scale
+
+        def forward(self, x):
+            return self.fc(x)
+
+    assert stack_refusal(Tiny()) == "the model (Tiny) has no stacked version"
+    register_model("tiny", refusal=lambda m: "tiny with scale=true cannot stack" if m.scale else None)(Tiny)
+    assert model_registry.MODELS["tiny"] is Tiny and registered_name(Tiny) == "tiny"
+    assert stack_refusal(Tiny()) is None
+    assert stack_refusal(Tiny(scale=True)) == "tiny with scale=true cannot stack"
+    assert "tiny" not in MODELS  # the real registry is untouched
+    with pytest.raises(ValueError, match="'tiny' is registered twice"):
+        register_model("tiny")(nn.Linear)
+    # every registered model's own forward is in the check's list, the convnet's refusal is its registered one
+    assert {cls.forward for cls in MODELS.values()} <= model_registry.layout_safe_forwards()
+    assert stack_refusal(ConvNet(log_softmax=True)).startswith("convnet with log_softmax=true")
+    assert stack_refusal(ConvNet()) is None
 
 
 def test_models_import_nothing_above_them():

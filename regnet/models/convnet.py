@@ -27,11 +27,19 @@ from torch import Tensor, nn
 from regnet.models.common import activation as make_activation
 from regnet.models.common import check_dropout, check_fits, conv_out
 from regnet.models.init import glorot_init_
+from regnet.models.registry import register_model
 
 INITS = ("default", "xavier")
 CONV_ACTIVATIONS = ("relu", "sigmoid")
 
 
+def _stack_refusal(model: ConvNet) -> str | None:
+    if model.log_softmax:
+        return "convnet with log_softmax=true: its log-softmax over dim 1 would mix the members' logits"
+    return None
+
+
+@register_model("convnet", refusal=_stack_refusal)
 class ConvNet(nn.Module):
     """The study's network; its ablation switches first, then the input shape and classes (from the data config)."""
 

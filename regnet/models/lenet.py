@@ -15,10 +15,12 @@ from torch import Tensor, nn
 
 from regnet.models.common import activation, check_dropout, check_fits, conv_out
 from regnet.models.init import glorot_init_, orthogonal_init_
+from regnet.models.registry import register_model
 
 INITS = ("glorot", "orthogonal", "default")
 
 
+@register_model("lenet")
 class LeNet(nn.Module):
     """``init``: glorot (the study's xavier-uniform, zero biases) | orthogonal (what SVB starts from) | default."""
 

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from regnet.models.common import check_fits, conv_out
+from regnet.models.registry import register_model
 
 #: LeCun et al. 1998, Table I: for each S2 map (row), the C3 maps it feeds. C3 maps 0–5 see 3 contiguous
 #: S2 maps, 6–11 see 4 contiguous, 12–14 see 4 discontinuous, 15 sees all 6: 60 connections.
@@ -96,6 +97,7 @@ class SparseConv2d(nn.Module):
         return int(self.mask.sum().item()) * k * k + self.bias.numel()
 
 
+@register_model("lenet5")
 class LeNet5(nn.Module):
     def __init__(self, in_channels: int = 1, num_classes: int = 10, image_size: int = 32):
         super().__init__()

@@ -12,10 +12,17 @@ import torchvision
 from torch import Tensor, nn
 
 from regnet.models.common import check_dropout
+from regnet.models.registry import register_model
 
 STEMS = ("imagenet", "cifar")
 
 
+#: torchvision's forwards that ResNet18 runs: read, they only chain children and add the shortcut
+_RESNET = torchvision.models.resnet
+TORCHVISION_FORWARDS = (_RESNET.ResNet.forward, _RESNET.ResNet._forward_impl, _RESNET.BasicBlock.forward)
+
+
+@register_model("resnet18", reads=TORCHVISION_FORWARDS)
 class ResNet18(nn.Module):
     def __init__(self, in_channels: int = 3, num_classes: int = 100, stem: str = "imagenet", dropout: float = 0.0):
         super().__init__()

@@ -15,8 +15,10 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from regnet.models.common import check_dropout, check_fits
+from regnet.models.registry import register_model
 
 
+@register_model("simplenet")
 class SimpleNet(nn.Module):
     def __init__(self, in_channels: int = 1, num_classes: int = 10, image_size: int = 28, dropout: float = 0.25):
         super().__init__()

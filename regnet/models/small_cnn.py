@@ -32,6 +32,7 @@ from typing import ClassVar
 from torch import Tensor, nn
 
 from regnet.models.common import check_dropout, check_fits
+from regnet.models.registry import register_model
 
 
 @dataclass(frozen=True)
@@ -143,5 +144,7 @@ class LeNetDeep(SmallCNN):
 
 #: the family, in the table's order
 FAMILY: Sequence[type[SmallCNN]] = (LeNetSmall, LeNetBN, LeNetDrop, LeNetDropBN, LeNetDL, LeNetDeep)
+for _cls in FAMILY:  # each under the name its row gives it
+    register_model(_cls.name)(_cls)
 
 __all__ = ["FAMILY", "Arch", "LeNetBN", "LeNetDL", "LeNetDeep", "LeNetDrop", "LeNetDropBN", "LeNetSmall", "SmallCNN"]

@@ -16,7 +16,8 @@ with parameters become:
 Every parameter and buffer is stored as ``(S, *shape in the member's model)`` under the member's own name, so
 ``member_state(wide, s)`` is exactly member s's ``state_dict`` and ``load_member_(wide, s, model)`` writes one.
 A model is stacked only if every module in it is one of these, or a container whose ``forward`` was read and
-found layout-safe (``SAFE_FORWARDS``); anything else is refused by :func:`stack_refusal` with one line.
+found layout-safe (``SAFE_FORWARDS``, and the models' own: the model registry says which); anything else is
+refused by :func:`stack_refusal` with one line.
 """
 
 from __future__ import annotations
@@ -25,30 +26,16 @@ import copy
 
 import torch
 import torch.nn.functional as F
-import torchvision
 from torch import Tensor, nn
 
-from regnet.models.convnet import ConvNet
-from regnet.models.lenet import LeNet
-from regnet.models.lenet5 import LeNet5, SparseConv2d, Subsampling
-from regnet.models.resnet18 import ResNet18
-from regnet.models.simplenet import SimpleNet
-from regnet.models.small_cnn import SmallCNN
+from regnet.models.lenet5 import SparseConv2d, Subsampling
+from regnet.models.registry import layout_safe_forwards, stack_refusal_of
 
 #: modules without parameters that act per element or per channel: layout-safe as they are
 ELEMENTWISE = (nn.Tanh, nn.ReLU, nn.Sigmoid, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Identity)
-#: containers whose own forward only chains children, adds residuals, flattens from dim 1 or applies tanh
-SAFE_FORWARDS = {
-    nn.Sequential.forward,
-    LeNet.forward,
-    SmallCNN.forward,
-    SimpleNet.forward,
-    ResNet18.forward,
-    LeNet5.forward,
-    torchvision.models.resnet.ResNet.forward,
-    torchvision.models.resnet.BasicBlock.forward,
-    torchvision.models.resnet.ResNet._forward_impl,
-}
+#: containers whose own forward only chains children, adds residuals, flattens from dim 1 or applies tanh: torch's;
+#: the models' are read from the model registry (``@register_model``, regnet/models/registry.py) at each check
+SAFE_FORWARDS = frozenset({nn.Sequential.forward})
 
 
 def _stack(tensors: list[Tensor]) -> Tensor:
@@ -219,12 +206,10 @@ def stack_refusal(model: nn.Module, prefix: str = "") -> str | None:
             continue
         if isinstance(m, ELEMENTWISE) or (type(m) is nn.Flatten and m.start_dim == 1 and m.end_dim == -1):
             continue
-        if isinstance(m, ConvNet):
-            if m.log_softmax:
-                return "convnet with log_softmax=true: its log-softmax over dim 1 would mix the members' logits"
-            continue
-        forward = type(m).forward
-        if forward not in SAFE_FORWARDS or m._parameters or any(b is not None for b in m._buffers.values()):
+        if (reason := stack_refusal_of(m)) is not None:  # a registered model's setting that cannot stack
+            return reason
+        safe = type(m).forward in SAFE_FORWARDS | layout_safe_forwards()
+        if not safe or m._parameters or any(b is not None for b in m._buffers.values()):
             return f"{name or 'the model'} ({type(m).__name__}) has no stacked version"
     return None
 
