@@ -105,6 +105,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cache", action=argparse.BooleanOptionalAction, default=True,
                    help="keep each run's planes and attack results in <out>/cache and reuse them on the next call "
                         "with the same settings (resume after an interruption, add seeds cheaply)")  # fmt: skip
+    p.add_argument(
+        "--trust-checkpoints",
+        action="store_true",
+        help="load the runs' checkpoints with full pickle, which runs any code they hold: only for runs whose "
+        "author you trust (default: weights only; the others are listed in problems.csv)",
+    )
     return p.parse_args(argv)
 
 

@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
 from omegaconf import DictConfig
 
+from regnet.checkpoints import UntrustedCheckpoint, load_checkpoint
 from regnet.errors import Diverged
 from regnet.files import write_atomic
 from regnet.locks import exclusive
@@ -68,11 +68,14 @@ def read_or_set_aside(run_dir: Path) -> dict[str, Any] | None:
         return None
 
 
-def checkpoint_step(path: Path) -> int | None:
+def checkpoint_step(path: Path, trust: bool = False) -> int | None:
     """The checkpoint's global step, or None (and the file set aside as ``*.corrupt``) if a kill interrupted
-    its write."""
+    its write. Loaded weights-only unless ``trust``: a checkpoint that needs more raises UntrustedCheckpoint
+    (regnet/checkpoints.py) and stays where it is."""
     try:
-        return int(torch.load(path, map_location="cpu", weights_only=False).get("global_step", 0))
+        return int(load_checkpoint(path, trust=trust).get("global_step", 0))
+    except UntrustedCheckpoint:
+        raise
     except Exception as err:  # truncated zip, EOF, unpickling errors
         path.replace(path.with_suffix(".ckpt.corrupt"))
         log.warning("%s is unreadable (%s); starting this run from scratch", path, type(err).__name__)
@@ -116,7 +119,8 @@ class RunLifecycle:
         if self.cfg.ckpt_path is not None:
             return str(self.cfg.ckpt_path), None
         last = self.run_dir / LAST_CHECKPOINT
-        if last.is_file() and not self.cfg.force and (step := checkpoint_step(last)) is not None:
+        trust = bool(self.cfg.get("trust_checkpoint"))
+        if last.is_file() and not self.cfg.force and (step := checkpoint_step(last, trust)) is not None:
             log.info("resuming from %s (step %d)", last, step)
             return str(last), step
         return None, None

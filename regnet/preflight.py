@@ -3,7 +3,7 @@
 Everything a run would otherwise trip over minutes later: a seed numpy cannot take, optimizer values that are
 not finite numbers, no epochs, schedule settings the scheduler refuses, missing or corrupt dataset files, a model
 that does not fit the data's shape or
-number of classes, a ``ckpt_path`` that is not a checkpoint of this model.
+number of classes, a ``ckpt_path`` that is not a checkpoint of this model (or that cannot be loaded weights-only).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import torch
 from omegaconf import DictConfig, ListConfig
 
 from regnet.build import model_name
+from regnet.checkpoints import UntrustedCheckpoint, load_checkpoint
 from regnet.module import RegNetModule
 
 
@@ -56,12 +57,15 @@ def check_scheduler(module: RegNetModule) -> None:
         module.scheduler_factory(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1), total_steps=1000)
 
 
-def check_checkpoint(path: str, module: RegNetModule) -> None:
-    """``ckpt_path=`` names a readable Lightning checkpoint whose model weights fit this run's model."""
+def check_checkpoint(path: str, module: RegNetModule, trust: bool = False) -> None:
+    """``ckpt_path=`` names a readable Lightning checkpoint whose model weights fit this run's model; it loads
+    weights-only unless ``trust`` (``trust_checkpoint=true``), else UntrustedCheckpoint (regnet/checkpoints.py)."""
     if not Path(path).is_file():
         raise ValueError(f"ckpt_path={path} is invalid: no such file")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+        state = load_checkpoint(path, trust=trust)["state_dict"]
+    except UntrustedCheckpoint:
+        raise
     except Exception as err:
         raise ValueError(f"ckpt_path={path} is invalid: not a Lightning checkpoint ({type(err).__name__})") from None
     expected = {k: v.shape for k, v in module.state_dict().items() if k.startswith("model.")}
@@ -106,4 +110,4 @@ def preflight(cfg: DictConfig, module: RegNetModule, datamodule) -> None:
     check_scheduler(module)
     check_fits(cfg, module, datamodule)
     if cfg.ckpt_path is not None:
-        check_checkpoint(str(cfg.ckpt_path), module)
+        check_checkpoint(str(cfg.ckpt_path), module, trust=bool(cfg.get("trust_checkpoint")))

@@ -61,9 +61,10 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         start_loggers(trainer.loggers, cfg, resumed=ckpt_path is not None, step=resumed_from)  # new runs or resumed
 
         run.started(trainer, module, datamodule, resumed_from)
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        weights_only = not cfg.get("trust_checkpoint")  # Lightning loads ckpt_path weights-only too
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=weights_only)
         metrics = fit_metrics(trainer)  # the last epoch's train/val, also when fit resumed at its end
-        for d in trainer.test(module, datamodule=datamodule, verbose=False):
+        for d in trainer.test(module, datamodule=datamodule, verbose=False, weights_only=weights_only):
             metrics.update({k: float(v) for k, v in d.items()})
         return run.completed(metrics)
 

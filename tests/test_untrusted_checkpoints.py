@@ -6,12 +6,21 @@ The hostile checkpoint (tests/conftest.py ``malicious_checkpoint``) creates a ma
 
 from __future__ import annotations
 
+import json
 import pickle
+import shutil
+from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
+from omegaconf import OmegaConf
 
+from regnet.analyze import main as analyze_main
 from regnet.checkpoints import UntrustedCheckpoint, load_checkpoint
+from regnet.config import run_name
+from regnet.results import LAST_CHECKPOINT
+from tests.conftest import QUIET, compose_cfg, run_cli, tiny, write_malicious_checkpoint
 
 # --- the loading function ---------------------------------------------------------------------------------
 
@@ -63,3 +72,150 @@ def test_a_corrupt_file_is_not_called_untrusted(tmp_path):
     with pytest.raises(Exception) as info:
         load_checkpoint(truncated)
     assert not isinstance(info.value, UntrustedCheckpoint)
+
+
+# --- a real trained run: what regnet writes loads weights-only; resume and ckpt_path= refuse a hostile one -----
+@pytest.fixture
+def trained_run(data_root, tmp_path, monkeypatch, capsys) -> Path:
+    """A run directory trained by ``python -m regnet.train`` (in this process), 3 steps, logged by CSV and
+    TensorBoard, with an LR schedule and momentum (their state is in the checkpoint)."""
+    run_dir = tmp_path / "run"
+    args = [f"data.root={data_root}", *tiny(), *QUIET, "logger=[csv,tensorboard]", f"hydra.run.dir={run_dir}"]
+    code, err = run_cli(args, monkeypatch, capsys)
+    assert code == 0, err
+    return run_dir
+
+
+def _hostile_copy_of(checkpoint: Path, marker: Path) -> None:
+    """Replace ``checkpoint`` by itself plus a payload that creates ``marker`` when unpickled."""
+    write_malicious_checkpoint(checkpoint, marker, base=torch.load(checkpoint, weights_only=True))
+
+
+def test_a_trained_runs_checkpoint_loads_weights_only(trained_run):
+    """Everything regnet.train writes (hyper-parameters, RNG states, callbacks', loops', optimizer's and
+    scheduler's states, the logged metrics) is plain data: no allowlist needed."""
+    checkpoint = torch.load(trained_run / LAST_CHECKPOINT, map_location="cpu", weights_only=True)
+    assert {"state_dict", "optimizer_states", "lr_schedulers", "loops", "callbacks", "regnet_rng"} <= set(checkpoint)
+    assert checkpoint["global_step"] == 3
+
+
+def test_resuming_into_a_run_with_a_hostile_checkpoint_refuses_it(trained_run, data_root, monkeypatch, capsys):
+    """The same command again in a run directory whose last.ckpt is hostile: exit 2, one line naming the file and
+    the opt-in; the marker is never created and the checkpoint is neither set aside nor replaced."""
+    last = trained_run / LAST_CHECKPOINT
+    marker = trained_run.parent / "pwned"
+    _hostile_copy_of(last, marker)
+    (trained_run / "results.json").unlink()  # as if killed before its end: the command resumes it
+    before = last.read_bytes()
+    args = [f"data.root={data_root}", *tiny("trainer.max_epochs=2"), *QUIET, f"hydra.run.dir={trained_run}"]
+    code, err = run_cli(args, monkeypatch, capsys)
+    assert (code, marker.exists()) == (2, False), err
+    (line,) = err.strip().splitlines()
+    assert str(last) in line and "weights-only" in line and "trust_checkpoint=true" in line
+    assert last.read_bytes() == before and not (trained_run / "checkpoints" / "last.ckpt.corrupt").exists()
+    assert not (trained_run / "results.json").exists()
+    # the user trusts it: the same command with trust_checkpoint=true unpickles it (the marker) and resumes
+    code, err = run_cli([*args, "trust_checkpoint=true"], monkeypatch, capsys)
+    assert code == 0, err
+    assert marker.exists()
+    results = json.loads((trained_run / "results.json").read_text())
+    assert results["status"] == "completed" and results["resumed_from_step"] == 3
+
+
+def test_lightnings_own_resume_loads_weights_only(trained_run, data_root, monkeypatch, capsys):
+    """The second line of defence: a checkpoint swapped after regnet read its step (here regnet's read is made to
+    see a plain one) is loaded by ``Trainer.fit`` weights-only too, even with torch's
+    TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD set: the run fails and the marker is never created."""
+    import regnet.lifecycle
+
+    marker = trained_run.parent / "pwned"
+    _hostile_copy_of(trained_run / LAST_CHECKPOINT, marker)
+    (trained_run / "results.json").unlink()
+    monkeypatch.setattr(regnet.lifecycle, "load_checkpoint", lambda path, trust=False: {"global_step": 3})
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    args = [f"data.root={data_root}", *tiny("trainer.max_epochs=2"), *QUIET, f"hydra.run.dir={trained_run}"]
+    code, err = run_cli(args, monkeypatch, capsys)
+    assert (code, marker.exists()) == (1, False), err
+    assert "Weights only load failed" in err
+
+
+def test_ckpt_path_to_a_hostile_checkpoint_is_refused(trained_run, data_root, tmp_path, monkeypatch, capsys):
+    marker = tmp_path / "pwned"
+    hostile = tmp_path / "shared" / "model.ckpt"
+    hostile.parent.mkdir()
+    hostile.write_bytes((trained_run / LAST_CHECKPOINT).read_bytes())
+    _hostile_copy_of(hostile, marker)
+    other = tmp_path / "other"
+    args = [f"data.root={data_root}", *tiny(), *QUIET, f"hydra.run.dir={other}", f"ckpt_path={hostile}"]
+    code, err = run_cli(args, monkeypatch, capsys)
+    assert (code, marker.exists()) == (2, False), err
+    (line,) = err.strip().splitlines()
+    assert str(hostile) in line and "trust_checkpoint=true" in line
+    assert not (other / "results.json").exists()
+
+
+def test_trust_checkpoint_is_no_part_of_a_runs_name():
+    ignored = compose_cfg(return_hydra_config=True).hydra.job.config.override_dirname.exclude_keys
+    assert run_name(["seed=1", "trust_checkpoint=true"], ignored) == run_name(["seed=1"], ignored)
+    assert compose_cfg().trust_checkpoint is False  # never on by default
+
+
+# --- the stacked resume ---------------------------------------------------------------------------------------
+def test_the_stacked_checkpoints_load_weights_only_and_a_hostile_stack_checkpoint_is_refused(data_root, tmp_path):
+    from regnet.stacked.train import resolved, stack_dir_for, train_stack
+    from regnet.train import bind_run_dir
+
+    def member(run_dir, seed):
+        cfg = compose_cfg([f"data.root={data_root}", *tiny("trainer.limit_train_batches=2"), *QUIET,
+                           "experiment=hoffman2019_mnist", f"seed={seed}"], return_hydra_config=True)  # fmt: skip
+        bind_run_dir(cfg, run_dir)
+        return resolved(cfg)
+
+    dirs = [tmp_path / "a" / str(i) for i in range(2)]
+    results = train_stack([member(d, i) for i, d in enumerate(dirs)], dirs)
+    assert [r["status"] for r in results] == ["completed"] * 2
+    stack_last = stack_dir_for(dirs) / "checkpoints" / "last.ckpt"
+    for path in [stack_last, *(d / LAST_CHECKPOINT for d in dirs)]:
+        assert torch.load(path, map_location="cpu", weights_only=True)["global_step"] == 2
+
+    dirs = [tmp_path / "b" / str(i) for i in range(2)]  # a stack to resume whose checkpoint was replaced
+    marker = tmp_path / "pwned"
+    hostile = stack_dir_for(dirs) / "checkpoints" / "last.ckpt"
+    write_malicious_checkpoint(hostile, marker, base=torch.load(stack_last, weights_only=True))
+    with pytest.raises(UntrustedCheckpoint, match="trust_checkpoint=true") as info:
+        train_stack([member(d, i) for i, d in enumerate(dirs)], dirs)
+    assert str(hostile) in str(info.value) and not marker.exists()
+    assert not any((d / "results.json").exists() for d in dirs) and hostile.is_file()
+
+
+# --- analysis ---------------------------------------------------------------------------------------------------
+def test_analysis_lists_a_hostile_checkpoint_and_a_dangerous_config_and_goes_on(tiny_sweep, tmp_path, capsys):
+    """A shared sweep: one run's last.ckpt is hostile, another's saved config builds ``subprocess.run``. Both are
+    listed in problems.csv as unloadable (their accuracy still counts); neither marker is created; the other runs
+    are analysed. With --trust-checkpoints the hostile checkpoint is unpickled (its marker), the config still not."""
+    sweep = tmp_path / "sweep"
+    shutil.copytree(tiny_sweep, sweep, ignore=shutil.ignore_patterns("out", "analysis"))
+    runs = sorted(p.parent for p in sweep.rglob("results.json"))
+    marker, config_marker = tmp_path / "pwned", tmp_path / "pwned_by_config"
+    _hostile_copy_of(runs[0] / LAST_CHECKPOINT, marker)
+    config = OmegaConf.load(runs[1] / ".hydra" / "config.yaml")
+    config.model = {"_target_": "subprocess.run", "args": ["touch", str(config_marker)]}
+    OmegaConf.save(config, runs[1] / ".hydra" / "config.yaml")
+    argv = [str(sweep), "--planes", "1", "--zooms", "0.1", "--resolution", "8", "--attacks", "--attack-list", "fgsm",
+            "--eps", "0", "--n-test", "8", "--no-cache"]  # fmt: skip
+    assert analyze_main(argv) == 0
+    assert not marker.exists() and not config_marker.exists()
+    out = sweep / "analysis"
+    assert pd.read_csv(out / "accuracy.csv")["n"].sum() == 4
+    problems = pd.read_csv(out / "problems.csv").set_index("run_dir")
+    assert set(problems.index) == {str(runs[0]), str(runs[1])} and (problems["status"] == "unloadable").all()
+    refusal_reason = problems.loc[str(runs[0]), "reason"]
+    assert str(runs[0] / LAST_CHECKPOINT) in refusal_reason and "--trust-checkpoints" in refusal_reason
+    assert "subprocess.run" in problems.loc[str(runs[1]), "reason"]
+    assert set(pd.read_csv(out / "tv_planes.csv")["run_dir"]) == {str(r) for r in runs[2:]}
+    assert str(runs[0]) in capsys.readouterr().err
+
+    assert analyze_main([*argv, "--trust-checkpoints"]) == 0
+    assert marker.exists() and not config_marker.exists()
+    problems = pd.read_csv(out / "problems.csv")
+    assert list(problems["run_dir"]) == [str(runs[1])]

@@ -76,7 +76,7 @@ def tv_records(
     for run, notes in _each_run(sweep, f"decision planes on {device},", verbose):
 
         def compute(run=run) -> tuple[list[dict], list[dict]]:
-            module, dm, _ = load_run(run.run_dir, device, data_root)
+            module, dm, _ = load_run(run.run_dir, device, data_root, sweep.trust_checkpoints)
             x, _ = test_inputs(dm)
             return boundary_records(module.model, normalize(x, dm.mean, dm.std), settings)
 
@@ -117,7 +117,7 @@ def robustness_records(
     for run, notes in _each_run(sweep, f"robustness on {device},", verbose):
 
         def compute(run=run) -> list[dict]:
-            module, dm, results = load_run(run.run_dir, device, data_root)
+            module, dm, results = load_run(run.run_dir, device, data_root, sweep.trust_checkpoints)
             norm = results.get("normalization") or {"mean": list(dm.mean), "std": list(dm.std)}
             model = PixelModel(module.model, norm["mean"], norm["std"]).to(device).eval()
             x, y = test_inputs(dm, n_test)

@@ -94,7 +94,7 @@ def _diagnostics(args, sweep, stage: Path) -> None:
 
     for run in sweep.models().itertuples(index=False):
         try:
-            module, dm, _ = A.load_run(run.run_dir, args.device, args.data_root)
+            module, dm, _ = A.load_run(run.run_dir, args.device, args.data_root, sweep.trust_checkpoints)
         except A.UnloadableRunError as e:
             sweep.skip(run.run_dir, str(e))
             continue
@@ -140,7 +140,7 @@ def write_analysis(args: argparse.Namespace) -> Path:
     ``<dir>/analysis``); returns that directory (the cache directory with ``--shard``)."""
     from regnet import analysis as A
 
-    sweep = A.find_runs(args.dir)
+    sweep = A.find_runs(args.dir, args.trust_checkpoints)
     out = args.out or args.dir / "analysis"
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file: pass a directory (default <dir>/analysis)")

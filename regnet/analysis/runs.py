@@ -11,6 +11,11 @@ A run directory holds ``results.json`` (regnet/results.py) when training ended, 
 None of these count in the accuracy table. A completed run whose model cannot be rebuilt (no checkpoint, no
 config, an unreadable checkpoint) is ``unloadable`` once planes, attacks or diagnostics ask for its model
 (``Sweep.models``): its accuracy counts (it needs only ``results.json``), and those steps skip it.
+
+Checkpoints load weights-only (regnet/checkpoints.py): one that would need more to unpickle, code of whoever
+wrote it, is ``unloadable`` with the refusal as its reason, unless the caller trusts the sweep
+(``find_runs(..., trust_checkpoints=True)``, ``--trust-checkpoints``). A saved config is built by Hydra's
+``instantiate``, which refuses execution-capable targets (``subprocess.run``): such a run is ``unloadable`` too.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from regnet.analysis.device import default_device
+from regnet.checkpoints import load_checkpoint
 from regnet.errors import squeeze
 from regnet.results import LAST_CHECKPOINT, RESULTS
 
@@ -40,6 +46,7 @@ class UnloadableRunError(Exception):
 
 
 UNLOADABLE = "unloadable"
+OPT_IN = "--trust-checkpoints (python -m regnet.analyze) or load_run(..., trust=True)"
 
 
 @dataclass
@@ -49,6 +56,7 @@ class Sweep:
     root: Path
     runs: list[dict[str, Any]] = field(default_factory=list)  # every readable results.json (+ "run_dir")
     problems: list[dict[str, str]] = field(default_factory=list)
+    trust_checkpoints: bool = False  # load checkpoints with full pickle (only a sweep whose author you trust)
 
     @property
     def completed(self) -> list[dict[str, Any]]:
@@ -93,7 +101,7 @@ class Sweep:
         order = self.table().sort_values(["model", "data", "variant", "seed"])["run_dir"].tolist()
         mine = set(order[index::count])
         runs = [r for r in self.runs if r.get("status") != "completed" or r["run_dir"] in mine]
-        return Sweep(self.root, runs, list(self.problems))
+        return Sweep(self.root, runs, list(self.problems), self.trust_checkpoints)
 
 
 def group_variant(results: dict[str, Any]) -> str:
@@ -108,14 +116,15 @@ def _is_run_dir(path: Path) -> bool:
     return (path / ".hydra" / "config.yaml").is_file() or (path / "checkpoints").is_dir()
 
 
-def find_runs(root: str | Path) -> Sweep:
+def find_runs(root: str | Path, trust_checkpoints: bool = False) -> Sweep:
     """Every ``results.json`` below ``root`` (a run, a multirun sweep or a tree of them), plus missing runs.
+    ``trust_checkpoints``: the runs' models load their checkpoints with full pickle (module docstring).
 
     Raises NoRunsError (one line) when there is neither a result nor a run directory below ``root``."""
     root = Path(root)
     if not root.is_dir():
         raise NoRunsError(f"{root} is not a directory: pass a run or sweep directory (e.g. outputs/hoffman2019_mnist)")
-    sweep = Sweep(root)
+    sweep = Sweep(root, trust_checkpoints=trust_checkpoints)
     candidates = sorted(
         {p.parent for p in root.rglob(RESULTS)} | {p.parent.parent for p in root.rglob(".hydra/config.yaml")}
     )
@@ -188,12 +197,15 @@ def run_config(run_dir: str | Path, results: dict[str, Any] | None = None) -> Di
     return OmegaConf.create(cfg)
 
 
-def load_run(run_dir: str | Path, device: str | torch.device | None = None, data_root: str | None = None):
+def load_run(
+    run_dir: str | Path, device: str | torch.device | None = None, data_root: str | None = None, trust: bool = False
+):
     """(RegNetModule in eval mode on ``device`` (default: a GPU if there is one), datamodule set up for testing on
     the CPU, results dict).
 
     Rebuilds the run with ``regnet.build.build`` from its config and loads ``checkpoints/last.ckpt``.
-    ``data_root`` overrides ``data.root`` (e.g. when the run was trained on another machine).
+    ``data_root`` overrides ``data.root`` (e.g. when the run was trained on another machine). The checkpoint
+    loads weights-only unless ``trust``; one that needs more is refused (UnloadableRunError naming the file).
     Raises UnloadableRunError (one line) when the config, the model or the checkpoint cannot be read; the
     dataset's own errors (files missing or corrupt) pass through, as they concern every run of that dataset."""
     from regnet.build import build  # heavy import; only when loading
@@ -216,7 +228,7 @@ def load_run(run_dir: str | Path, device: str | torch.device | None = None, data
     except Exception as e:  # noqa: BLE001 — any error of the run's own config: this run is skipped, not the analysis
         raise UnloadableRunError(f"the model cannot be rebuilt from the run's config: {squeeze(e)}") from e
     try:
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+        state = load_checkpoint(ckpt, trust=trust, opt_in=OPT_IN)["state_dict"]
         missing = [k for k in module.load_state_dict(state, strict=False).missing_keys if k.startswith("model.")]
     except Exception as e:  # noqa: BLE001 — truncated, foreign or mismatched checkpoint
         raise UnloadableRunError(f"{ckpt} cannot be loaded: {squeeze(e)}") from e

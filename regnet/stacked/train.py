@@ -182,7 +182,8 @@ def _train(cfgs, run_dirs, runs, stack_dir, extra_callbacks) -> list[dict[str, A
 
     ckpt_path, resumed_from = None, None
     last = stack_dir / "checkpoints" / "last.ckpt"
-    if last.is_file() and not cfg0.force and (resumed_from := checkpoint_step(last)) is not None:
+    trust = bool(cfg0.get("trust_checkpoint"))
+    if last.is_file() and not cfg0.force and (resumed_from := checkpoint_step(last, trust)) is not None:
         ckpt_path = str(last)
         log.info("resuming the stack of %d runs from %s (step %d)", S, last, resumed_from)
     if ckpt_path is None:
@@ -194,10 +195,10 @@ def _train(cfgs, run_dirs, runs, stack_dir, extra_callbacks) -> list[dict[str, A
     for run in runs:
         run.started(trainer, module, base, resumed_from)
     try:
-        trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+        trainer.fit(module, datamodule=data, ckpt_path=ckpt_path, weights_only=not trust)
         fit_metrics = dict(trainer.callback_metrics)
         test_metrics = {}
-        for d in trainer.test(module, datamodule=data, verbose=False):
+        for d in trainer.test(module, datamodule=data, verbose=False, weights_only=not trust):
             test_metrics.update(d)
     except BaseException as err:  # every member records it; then it ends the stack (as a separate run's would)
         for run in runs:
