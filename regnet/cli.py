@@ -6,6 +6,9 @@
   and exit code 1.
 - In a sweep (``-m``) neither stops the other jobs: a job with bad input records ``status: invalid`` in its
   run directory and says why in one line; the sweep exits non-zero once every job has run.
+- A signal (SIGTERM, SIGINT) stops the run at a checkpoint of its current step, records it ``interrupted``
+  and ends the command (a sweep too: the jobs not yet run are not started) with exit code 128 + signal; the
+  same command resumes (regnet/signals.py).
 - ``HYDRA_FULL_ERROR=1`` shows the full traceback instead.
 """
 
@@ -24,6 +27,7 @@ from regnet.errors import Diverged, one_line
 from regnet.hparams_search import objective_value
 from regnet.jobs import pin_to_gpu, share_cpu_cores
 from regnet.lifecycle import TrainingFailed, record_invalid
+from regnet.signals import Interrupted
 
 FAILED_DURING_TRAINING = (Diverged, TrainingFailed)
 
@@ -42,6 +46,9 @@ def run_job(train: Callable[[DictConfig, Path], dict[str, Any]], cfg: DictConfig
     try:
         check_override_types(hydra_cfg)
         results = train(cfg, run_dir)
+    except Interrupted as err:
+        print(f"regnet: run {run_dir} {err}; run the same command to resume it", file=sys.stderr)
+        raise  # the sweep stops too, with exit code 128 + signal
     except FAILED_DURING_TRAINING as err:
         if not sweep:  # exit here: Hydra would add a line of its own
             _exit(1, str(err))
@@ -101,11 +108,16 @@ def cli(main: Callable[[], Any]) -> None:
     sys.argv[1:] = _flags_first(sys.argv[1:])
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
         os.environ["REGNET_FULL_ERROR"] = "1"
-        main()
+        try:
+            main()
+        except Interrupted as err:
+            sys.exit(err.exit_code)
         return
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let exceptions reach us instead of Hydra's multi-line report
     try:
         main()
+    except Interrupted as err:
+        sys.exit(err.exit_code)  # run_job said which run and where it stopped
     except FAILED_DURING_TRAINING as err:
         _exit(1, str(err))
     except Exception as err:

@@ -16,8 +16,9 @@
   An unreadable one is set aside as ``results.json.corrupt`` and the run trains again.
 - **Resume.** ``checkpoints/last.ckpt`` (unless ``force=true`` or ``ckpt_path=``); an unreadable one (a kill
   during its write) is set aside as ``last.ckpt.corrupt`` and the run starts from scratch.
-- **Record.** ``results.json`` (regnet/results.py) says ``completed``, ``diverged`` or ``failed`` (with the
-  error; the traceback in ``error.txt``), written atomically by rank 0.
+- **Record.** ``results.json`` (regnet/results.py) says ``completed``, ``diverged``, ``failed`` (with the
+  error; the traceback in ``error.txt``) or ``interrupted`` (a signal: regnet/signals.py), written atomically by
+  rank 0; ``attempts`` lists every attempt that wrote one (how it ended, why, from which step, steps redone).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from regnet.locks import exclusive
 from regnet.log import get_logger
 from regnet.loggers.resume import end_loggers
 from regnet.results import LAST_CHECKPOINT, RESULTS, invalid_results, run_results, write_results
+from regnet.signals import Interrupted, attempt
 
 log = get_logger(__name__)
 
@@ -89,6 +91,8 @@ class RunLifecycle:
         self.cfg, self.run_dir = cfg, Path(run_dir)
         self.skipped: dict[str, Any] | None = None
         self._trainer: L.Trainer | None = None
+        self._previous: dict[str, Any] | None = None  # the record of an earlier attempt (its attempts)
+        self._reason: str | None = None
 
     # --- claim and skip -----------------------------------------------------------------------------------
     def __enter__(self) -> RunLifecycle:
@@ -109,6 +113,7 @@ class RunLifecycle:
         for stray in self.run_dir.glob(".*.tmp"):  # an atomic write (results.json, error.txt) cut short by a kill
             stray.unlink(missing_ok=True)
         done = read_or_set_aside(self.run_dir)
+        self._previous = None if self.cfg.force else done
         if done and done.get("status") == "completed" and not self.cfg.force:
             log.info("%s is already completed (results.json); skipping. Use force=true to retrain.", self.run_dir)
             self.skipped = done
@@ -155,6 +160,10 @@ class RunLifecycle:
         exceptions as :class:`TrainingFailed` (one line naming the run directory); KeyboardInterrupt unchanged."""
         message = f"{type(err).__name__}: {err}".splitlines()[0]
         try:
+            if isinstance(err, Interrupted):  # a checkpoint at the step is on disk; the same command resumes
+                self._reason = err.reason
+                self._record("interrupted", {}, error=str(err))
+                return
             if isinstance(err, Diverged):
                 self._record("diverged", {}, error=str(err), diverged_step=err.step)
                 return
@@ -188,6 +197,7 @@ class RunLifecycle:
             error=error,
             diverged_step=diverged_step,
         )
+        results["attempts"] = attempt(status, trainer.global_step, self._resumed_from, self._previous, self._reason)
         results |= self.extra_results()
         if trainer.is_global_zero:
             if trace:

@@ -28,6 +28,7 @@ from regnet.errors import CONF
 from regnet.lifecycle import RunLifecycle
 from regnet.loggers.resume import start_loggers
 from regnet.preflight import check_seed, preflight
+from regnet.signals import CheckpointAtSignal, Interrupted, SignalGuard, trainer_plugins
 
 
 def make_trainer(cfg: DictConfig, run_dir: Path, datamodule, extra_callbacks: list[L.Callback]) -> L.Trainer:
@@ -37,7 +38,12 @@ def make_trainer(cfg: DictConfig, run_dir: Path, datamodule, extra_callbacks: li
     loggers = [instantiate(lg) for lg in (cfg.logger or {}).values() if lg is not None]
     no_val = {} if getattr(datamodule, "has_validation", False) else {"limit_val_batches": 0}
     return instantiate(
-        cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(run_dir), **no_val
+        cfg.trainer,
+        callbacks=callbacks,
+        logger=loggers or False,
+        default_root_dir=str(run_dir),
+        **no_val,
+        **trainer_plugins(),  # regnet owns the signals (regnet/signals.py)
     )
 
 
@@ -45,10 +51,21 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     """Train, test and write ``results.json`` into ``run_dir``; returns the results.
 
     Bad input raises before anything is written. Once training has started, a diverged run (NaN/Inf loss) or
-    any other exception is recorded in ``results.json`` (``diverged`` / ``failed``) and re-raised.
+    any other exception is recorded in ``results.json`` (``diverged`` / ``failed``) and re-raised. SIGTERM or
+    SIGINT: a checkpoint at the current step, ``interrupted``, and :class:`~regnet.signals.Interrupted` raised.
     """
     run_dir = Path(run_dir)
     bind_run_dir(cfg, run_dir)
+    guard = SignalGuard()
+    try:
+        with guard:
+            return _train(cfg, run_dir, guard)
+    except Interrupted as err:
+        guard.hand_over(err)  # on SLURM, submitit requeues the job (regnet/signals.py)
+        raise
+
+
+def _train(cfg: DictConfig, run_dir: Path, guard: SignalGuard) -> dict[str, Any]:
     with RunLifecycle(cfg, run_dir) as run:
         if run.skipped is not None:
             return run.skipped
@@ -56,7 +73,8 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
         module, datamodule, reg_callbacks = build(cfg)
         preflight(cfg, module, datamodule)
-        trainer = make_trainer(cfg, run_dir, datamodule, reg_callbacks)
+        at_signal = CheckpointAtSignal(guard, run_dir / "checkpoints")
+        trainer = make_trainer(cfg, run_dir, datamodule, [*reg_callbacks, at_signal])
         ckpt_path, resumed_from = run.resume_from()
         start_loggers(trainer.loggers, cfg, resumed=ckpt_path is not None, step=resumed_from)  # new runs or resumed
 

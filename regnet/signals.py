@@ -1,0 +1,194 @@
+"""One contract for a signal: SIGTERM or SIGINT to a run (``kill``, Ctrl-C, ``scancel``, ``scontrol requeue``, a
+node drain, a time limit) ends it with a checkpoint at the step it is on, ``"status": "interrupted"`` in its
+``results.json``, and exit code 128 + signal (143, 130); the same command resumes it. On SLURM under submitit,
+the preemption / time-limit signal (``--signal=USR2@90``, ``SUBMITIT_PREEMPT_SIGNAL``) does the same and then
+requeues the job, which resumes from that step.
+
+Who owns the signals: regnet. While a run trains, :class:`SignalGuard` is the only handler of these signals in its
+process. Lightning's own SIGTERM handler (which raises at an epoch end or mid-validation, after the step) is
+replaced at ``on_train_start``, its SLURM auto-requeue is switched off (:func:`trainer_plugins`), and submitit's
+handlers (it ignores SIGTERM; on USR2 it requeues without a checkpoint of the run) are replaced too. After regnet
+has written the checkpoint and the record, submitit's own requeue is called (:func:`hand_over`): it counts the
+time-limit requeues against ``max_num_timeout`` and runs ``scontrol requeue``.
+
+- A signal during training is deferred to the end of the optimizer step in progress (``on_train_batch_end``); on an
+  epoch's last batch or during validation, to the epoch end (where the epoch's metrics are logged and reset, as the
+  epoch-end checkpoint needs). Then :class:`CheckpointAtSignal` writes ``checkpoints/last.ckpt`` (atomically:
+  regnet/callbacks/checkpoint.py) and raises :class:`Interrupted`.
+- A second signal while that checkpoint is written is noted and ignored: the write finishes, then the run stops.
+- Before training starts (setup, sanity check) or after it (test, the final record), :class:`Interrupted` is raised
+  at once: nothing is lost that the checkpoint on disk does not hold.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Any
+
+import lightning as L
+
+from regnet.callbacks.checkpoint import LastCheckpoint, _ends_epoch
+from regnet.log import get_logger
+
+log = get_logger(__name__)
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def requeue_signal() -> signal.Signals | None:
+    """The signal submitit asks SLURM to send before a time limit (and a cluster may send at preemption):
+    ``SUBMITIT_PREEMPT_SIGNAL`` or USR2; None outside a submitit SLURM job."""
+    if os.environ.get("SUBMITIT_EXECUTOR") != "slurm":
+        return None
+    return getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2").upper().removeprefix("SIG"))
+
+
+class Interrupted(BaseException):
+    """A run stopped by a signal (after its checkpoint was written, when it was training). Exit code 128 + signal.
+    A BaseException, as KeyboardInterrupt is: no ``except Exception`` on the way up swallows it."""
+
+    def __init__(self, signum: int, step: int | None = None, reason: str | None = None):
+        self.signum, self.step = signum, step
+        self.reason = reason or signal.Signals(signum).name
+        at = "" if step is None else f" at step {step} (checkpoint written)"
+        super().__init__(f"interrupted by {signal.Signals(signum).name}{at}")
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+class SignalGuard:
+    """Handles SIGTERM, SIGINT (and the requeue signal on SLURM) while it is entered; restores the previous handlers
+    on exit. ``deferred``: note the signal and let :class:`CheckpointAtSignal` stop the run at the next step's end;
+    otherwise raise :class:`Interrupted` from the handler at once."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self.reason: str | None = None
+        self.deferred = False
+        self.signals = (*STOP_SIGNALS, *([s] if (s := requeue_signal()) else []))
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> SignalGuard:
+        self.previous = {s: signal.getsignal(s) for s in self.signals}
+        self.install()
+        return self
+
+    def install(self) -> None:
+        """(Re)take the signals: also after Lightning's ``fit`` registered its own handlers."""
+        for s in self.signals:
+            signal.signal(s, self._handle)
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+
+    def _handle(self, signum: int, frame) -> None:
+        if self.received is not None:
+            log.warning("%s received while stopping; it finishes writing first", signal.Signals(signum).name)
+            return
+        self.received, self.reason = signum, self._reason(signum)
+        log.warning("%s received (%s)", signal.Signals(signum).name, self.reason)
+        if not self.deferred:
+            raise Interrupted(signum, reason=self.reason)
+        log.warning("stopping at the end of this step, after its checkpoint")
+
+    def _reason(self, signum: int) -> str:
+        """SIGTERM / SIGINT, or for the requeue signal "time limit" or "preemption" (submitit's rule: a job that ran
+        for 80 % of its time, or to 10 minutes before its end, has timed out)."""
+        name = signal.Signals(signum).name
+        submitit = getattr(self.previous.get(signum), "__self__", None)  # submitit's SignalHandler
+        if signum == requeue_signal() and hasattr(submitit, "has_timed_out"):
+            return f"time limit ({name})" if submitit.has_timed_out() else f"preemption ({name})"
+        return name
+
+    def hand_over(self, err: Interrupted) -> None:
+        """After the record is written: on SLURM, the requeue signal goes on to submitit's handler, which requeues
+        the job (up to ``max_num_timeout`` times for a time limit) and exits; anything else returns."""
+        handler = self.previous.get(err.signum)
+        if err.signum == requeue_signal() and hasattr(getattr(handler, "__self__", None), "has_timed_out"):
+            log.warning("handing the job to submitit to requeue it")
+            handler(err.signum, None)
+
+
+class CheckpointAtSignal(LastCheckpoint):
+    """Stops a run that got a signal at the end of the optimizer step in progress (an epoch's last step: at its end),
+    after writing ``<dirpath>/last.ckpt`` at that step. A ``Checkpoint``, so Lightning runs its hooks after the
+    LightningModule's and the configured :class:`LastCheckpoint` instances' (added after them)."""
+
+    def __init__(self, guard: SignalGuard, dirpath: str | os.PathLike):
+        super().__init__(dirpath, every_n_epochs=0, every_n_train_steps=0)
+        self.guard = guard
+
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(at="signal")
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_start(trainer, pl_module)
+        self.guard.install()  # Lightning's fit replaced our SIGTERM handler; take it back
+        self.guard.deferred = True
+        if self.guard.received is not None:  # during the sanity check: nothing trained since the checkpoint
+            self.guard.deferred = False
+            raise Interrupted(self.guard.received, reason=self.guard.reason)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
+        if self.guard.received is not None and not _ends_epoch(trainer, batch_idx):
+            self.stop(trainer)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.guard.received is not None:
+            self.stop(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.guard.received is not None:
+            self.stop(trainer)
+        self.guard.deferred = False  # test and the final record: a signal stops them at once
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self.guard.deferred = False
+
+    def stop(self, trainer: L.Trainer) -> None:
+        start = time.perf_counter()
+        self.save(trainer)
+        log.warning("checkpoint at step %d written in %.2f s: %s", trainer.global_step, time.perf_counter() - start,
+                    self.path)  # fmt: skip
+        self.guard.deferred = False
+        raise Interrupted(self.guard.received, trainer.global_step, self.guard.reason)
+
+
+def trainer_plugins() -> dict[str, Any]:
+    """Trainer keywords that keep Lightning's SLURM auto-requeue (a USR1 handler that saves its own ``hpc_ckpt`` and
+    requeues) out of the way: regnet owns the signals."""
+    from lightning.pytorch.plugins.environments import SLURMEnvironment
+
+    return {"plugins": [SLURMEnvironment(auto_requeue=False)]} if SLURMEnvironment.detect() else {}
+
+
+def attempt(status: str, step: int, resumed_from: int | None, previous: dict[str, Any] | None, reason: str | None):
+    """This attempt's entry in ``results.json``'s ``attempts``, after the earlier attempts that ``previous`` (the
+    run's last record) lists: how it ended and why, the step it started from and ended at, and how many steps it
+    trained again that an earlier attempt had trained (0 when that attempt checkpointed at a signal)."""
+    earlier = list((previous or {}).get("attempts") or [])
+    start = resumed_from or 0
+    end_before = earlier[-1]["end_step"] if earlier else None
+    entry = {
+        "attempt": len(earlier) + 1,
+        "ended": status,
+        "reason": reason,
+        "resumed_from_step": resumed_from,
+        "end_step": step,
+        "steps_redone": None if end_before is None else max(0, end_before - start),
+        "slurm_job_id": slurm_job_id(),
+    }
+    return [*earlier, entry]
+
+
+def slurm_job_id() -> str | None:
+    """``<array job>_<task>`` for an array task, the job id otherwise; None outside SLURM."""
+    if (array := os.environ.get("SLURM_ARRAY_JOB_ID")) is not None:
+        return f"{array}_{os.environ.get('SLURM_ARRAY_TASK_ID')}"
+    return os.environ.get("SLURM_JOB_ID")

@@ -1,0 +1,115 @@
+"""One contract for a signal (regnet/signals.py): SIGTERM or SIGINT to ``python -m regnet.train`` mid-epoch writes a
+checkpoint at the step it is on, records ``"status": "interrupted"`` and exits 128 + signal; a second signal during
+that write leaves the checkpoint whole; the same command resumes from that step (0 steps redone) and ends exactly
+as the run that never stopped (CPU). The signals are real, sent to a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import lightning as L
+import pandas as pd
+import pytest
+import torch
+
+from regnet.signals import CheckpointAtSignal
+from regnet.train import train
+from tests.conftest import REPO, compose_cfg
+from tests.test_resume import STEPS_PER_EPOCH, TIMING, _compared, _kill_args, one_thread, reference  # noqa: F401
+
+AT_BATCH = 4  # of epoch 1: the signal arrives after step 12 + 5 = 17; the checkpoints on disk are at 12 (and 6)
+SIGNAL_STEP = STEPS_PER_EPOCH + AT_BATCH + 1
+
+
+def _guard(trainer):
+    return next(cb.guard for cb in trainer.callbacks if isinstance(cb, CheckpointAtSignal))
+
+
+class WaitForSignal(L.Callback):
+    """In the signalled run (``+callbacks.wait``): at epoch 1, batch ``AT_BATCH`` it touches ``ready`` and waits
+    (60 s at most) for the signal the test sends; with ``second`` it sends itself the same signal again while the
+    checkpoint is being written."""
+
+    def __init__(self, ready: str, second: bool = False):
+        self.ready, self.second = Path(ready), second
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.current_epoch == 1 and batch_idx == AT_BATCH:
+            self.ready.touch()
+            deadline = time.monotonic() + 60
+            while _guard(trainer).received is None and time.monotonic() < deadline:
+                time.sleep(0.02)
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint):
+        if self.second and (signum := _guard(trainer).received) is not None:
+            os.kill(os.getpid(), signum)  # a second signal, in the middle of the write
+
+
+def _signalled_run(args, run_dir: Path, signum: int, second: bool, tmp_path: Path) -> subprocess.CompletedProcess:
+    ready = tmp_path / "ready"
+    cmd = [sys.executable, "-m", "regnet.train", *args, f"hydra.run.dir={run_dir}",
+           "+callbacks.wait._target_=tests.test_signals.WaitForSignal", f"+callbacks.wait.ready={ready}",
+           f"+callbacks.wait.second={second}"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}  # as the in-process runs (one_thread)
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not ready.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ready.exists(), f"the run never reached the signal point: {proc.communicate()[1][-3000:]}"
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize(("signum", "second"), [(signal.SIGTERM, True), (signal.SIGINT, False)])
+def test_a_signal_checkpoints_the_step_records_interrupted_exits_128_plus_signal_and_resumes_equal(
+    signum,
+    second,
+    data_root,
+    tmp_path,
+    reference,  # noqa: F811 (the fixture of tests/test_resume.py)
+):
+    run_dir = tmp_path / "run"
+    args = _kill_args(data_root)
+    out = _signalled_run(args, run_dir, signum, second, tmp_path)
+    name = signal.Signals(signum).name
+    assert out.returncode == 128 + signum, out.stderr[-3000:]
+    assert f"interrupted by {name} at step {SIGNAL_STEP}" in out.stderr
+    assert "run the same command to resume it" in out.stderr
+    if second:
+        assert f"{name} received while stopping" in out.stdout + out.stderr
+    record = json.loads((run_dir / "results.json").read_text())
+    assert record["status"] == "interrupted" and record["global_step"] == SIGNAL_STEP
+    assert record["attempts"] == [
+        {"attempt": 1, "ended": "interrupted", "reason": name, "resumed_from_step": None, "end_step": SIGNAL_STEP,
+         "steps_redone": None, "slurm_job_id": None}
+    ]  # fmt: skip
+    # the checkpoint is whole and at the step the signal arrived (the step checkpoints fall on 6, 12, 18)
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ckpt["global_step"] == SIGNAL_STEP
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["last.ckpt"]  # no temporary file
+
+    got = train(compose_cfg(args, return_hydra_config=True), run_dir)  # the same command again
+    want = json.loads((reference / "results.json").read_text())
+    assert got["resumed_from_step"] == SIGNAL_STEP
+    assert _compared(got) == _compared(want)
+    assert got["attempts"][1] == {"attempt": 2, "ended": "completed", "reason": None,
+                                  "resumed_from_step": SIGNAL_STEP, "end_step": want["global_step"],
+                                  "steps_redone": 0, "slurm_job_id": None}  # fmt: skip
+    timing = [c for c in pd.read_csv(reference / "metrics.csv").columns if "images_per_s" in c]
+    want_log, got_log = (pd.read_csv(d / "metrics.csv").drop(columns=timing) for d in (reference, run_dir))
+    pd.testing.assert_frame_equal(got_log, want_log)
+    assert TIMING in got["metrics"]
