@@ -154,6 +154,23 @@ def test_ckpt_path_to_a_hostile_checkpoint_is_refused(trained_run, data_root, tm
     assert not (other / "results.json").exists()
 
 
+def test_in_a_sweep_the_refused_run_is_invalid_and_the_others_train(data_root, tmp_path, monkeypatch, capsys):
+    """``-m seed=0,1`` where seed 0's directory holds a hostile last.ckpt (copied in, not finished): seed 1 trains,
+    seed 0 records ``status: invalid`` with the refusal, the sweep exits 2 and the marker is never created."""
+    sweep = tmp_path / "sweep"
+    args = [f"data.root={data_root}", *tiny(), *QUIET, f"hydra.sweep.dir={sweep}"]
+    assert run_cli(["-m", "seed=0", *args], monkeypatch, capsys)[0] == 0
+    (first,) = [p.parent for p in sweep.glob("*/results.json")]
+    marker = tmp_path / "pwned"
+    _hostile_copy_of(first / LAST_CHECKPOINT, marker)
+    (first / "results.json").unlink()
+    code, err = run_cli(["-m", "seed=0,1", *args], monkeypatch, capsys)
+    assert (code, marker.exists()) == (2, False), err
+    results = {p.parent: json.loads(p.read_text()) for p in sweep.glob("*/results.json")}
+    assert sorted(r["status"] for r in results.values()) == ["completed", "invalid"]
+    assert results[first]["status"] == "invalid" and "weights-only" in results[first]["error"]
+
+
 def test_trust_checkpoint_is_no_part_of_a_runs_name():
     ignored = compose_cfg(return_hydra_config=True).hydra.job.config.override_dirname.exclude_keys
     assert run_name(["seed=1", "trust_checkpoint=true"], ignored) == run_name(["seed=1"], ignored)
@@ -201,8 +218,7 @@ def test_analysis_lists_a_hostile_checkpoint_and_a_dangerous_config_and_goes_on(
     config = OmegaConf.load(runs[1] / ".hydra" / "config.yaml")
     config.model = {"_target_": "subprocess.run", "args": ["touch", str(config_marker)]}
     OmegaConf.save(config, runs[1] / ".hydra" / "config.yaml")
-    argv = [str(sweep), "--planes", "1", "--zooms", "0.1", "--resolution", "8", "--attacks", "--attack-list", "fgsm",
-            "--eps", "0", "--n-test", "8", "--no-cache"]  # fmt: skip
+    argv = [str(sweep), "--planes", "1", "--zooms", "0.1", "--resolution", "8", "--no-cache"]
     assert analyze_main(argv) == 0
     assert not marker.exists() and not config_marker.exists()
     out = sweep / "analysis"
