@@ -235,3 +235,29 @@ def test_analysis_lists_a_hostile_checkpoint_and_a_dangerous_config_and_goes_on(
     assert marker.exists() and not config_marker.exists()
     problems = pd.read_csv(out / "problems.csv")
     assert list(problems["run_dir"]) == [str(runs[1])]
+
+
+# --- nothing reads a checkpoint another way ---------------------------------------------------------------------
+def test_every_checkpoint_read_in_regnet_is_weights_only():
+    """A guard for code to come (an eval entry point, a new helper): in regnet/, ``torch.load`` is called only by
+    regnet/checkpoints.py or with ``weights_only=True``, and every ``trainer.fit/validate/test/predict`` passes
+    ``weights_only=`` (else Lightning leaves it to torch's default, which an environment variable can flip)."""
+    import ast
+
+    package = Path(__file__).resolve().parents[1] / "regnet"
+    offenders = []
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            keywords = {k.arg: k.value for k in node.keywords}
+            where = f"{path.relative_to(package.parent)}:{node.lineno}"
+            owner = node.func.value
+            if node.func.attr == "load" and isinstance(owner, ast.Name) and owner.id == "torch":
+                only = keywords.get("weights_only")
+                if path.name != "checkpoints.py" and not (isinstance(only, ast.Constant) and only.value is True):
+                    offenders.append(f"{where}: torch.load without weights_only=True (use load_checkpoint)")
+            if node.func.attr in ("fit", "validate", "test", "predict") and "trainer" in ast.unparse(owner).lower():
+                if "weights_only" not in keywords:
+                    offenders.append(f"{where}: {ast.unparse(node.func)}(...) without weights_only=")
+    assert not offenders, offenders
