@@ -10,21 +10,23 @@
   and ends the command (a sweep too: the jobs not yet run are not started) with exit code 128 + signal; the
   same command resumes (regnet/signals.py).
 - ``HYDRA_FULL_ERROR=1`` shows the full traceback instead.
+
+regnet/train.py wraps its Hydra ``main`` in :func:`command_line` and each job in :func:`job_scope`; this module
+never calls back into training (imports point one way: train → cli).
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from regnet.errors import Diverged, one_line
-from regnet.hparams_search import objective_value
 from regnet.jobs import pin_to_gpu, share_cpu_cores
 from regnet.lifecycle import TrainingFailed, record_invalid
 from regnet.signals import Interrupted
@@ -36,16 +38,18 @@ class InvalidJob(ValueError):
     """A sweep job stopped by bad input; its run directory records ``status: invalid``."""
 
 
-def run_job(train: Callable[[DictConfig, Path], dict[str, Any]], cfg: DictConfig, hydra_cfg) -> float | None:
-    """Run one Hydra job with ``train``: pinned to its GPU, its share of the CPU cores; returns the run's
-    ``metrics[cfg.objective]`` (what a sweeper optimises: test/acc by default, a validation metric in a search)."""
+@contextmanager
+def job_scope(cfg: DictConfig, hydra_cfg) -> Iterator[Path]:
+    """One Hydra job, pinned to its GPU and given its share of the CPU cores; yields its run directory. Bad
+    input found before training (or inside the ``with``) and a run that failed during training end the job
+    as the module docstring says: a lone run exits (2, 1), a sweep job is recorded and raised for Hydra."""
     run_dir = Path(hydra_cfg.runtime.output_dir)
     pin_to_gpu(cfg, hydra_cfg)
     share_cpu_cores(cfg, hydra_cfg)
     sweep = hydra_cfg.mode == RunMode.MULTIRUN
     try:
         check_override_types(hydra_cfg)
-        results = train(cfg, run_dir)
+        yield run_dir
     except Interrupted as err:
         print(f"regnet: run {run_dir} {err}; run the same command to resume it", file=sys.stderr)
         raise  # the sweep stops too, with exit code 128 + signal
@@ -63,7 +67,6 @@ def run_job(train: Callable[[DictConfig, Path], dict[str, Any]], cfg: DictConfig
         record_invalid(run_dir, cfg, message)
         print(f"regnet: job {hydra_cfg.job.num} ({run_dir}): {message}", file=sys.stderr)
         raise InvalidJob(f"a sweep job had bad input: {message} (the other jobs ran; see each run's results.json)")
-    return objective_value(cfg, results)  # metrics[cfg.objective], test/acc unless a search sets it
 
 
 def check_override_types(hydra_cfg) -> None:
@@ -102,22 +105,23 @@ def _flags_first(argv: list[str]) -> list[str]:
     return flags + [a for a in argv if a not in ("-m", "--multirun")]
 
 
-def cli(main: Callable[[], Any]) -> None:
-    """Run the Hydra ``main``: errors end in one line on stderr and exit code 2 (1 for a run that failed or
-    diverged during training); HYDRA_FULL_ERROR=1 shows the full traceback."""
+@contextmanager
+def command_line() -> Iterator[None]:
+    """Around the Hydra ``main`` of ``python -m regnet.train``: errors end in one line on stderr and exit code 2
+    (1 for a run that failed or diverged during training); HYDRA_FULL_ERROR=1 shows the full traceback."""
     sys.argv[1:] = _flags_first(sys.argv[1:])
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
         os.environ["REGNET_FULL_ERROR"] = "1"
         try:
-            main()
+            yield
         except Interrupted as err:
             sys.exit(err.exit_code)
         return
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let exceptions reach us instead of Hydra's multi-line report
     try:
-        main()
+        yield
     except Interrupted as err:
-        sys.exit(err.exit_code)  # run_job said which run and where it stopped
+        sys.exit(err.exit_code)  # job_scope said which run and where it stopped
     except FAILED_DURING_TRAINING as err:
         _exit(1, str(err))
     except Exception as err:

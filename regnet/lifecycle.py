@@ -19,6 +19,7 @@
 - **Record.** ``results.json`` (regnet/results.py) says ``completed``, ``diverged``, ``failed`` (with the
   error; the traceback in ``error.txt``) or ``interrupted`` (a signal: regnet/signals.py), written atomically by
   rank 0; ``attempts`` lists every attempt that wrote one (how it ended, why, from which step, steps redone).
+- **Outside Hydra** (tests, notebooks): :func:`bind_run_dir` points ``${hydra:runtime.output_dir}`` at the run.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from omegaconf import DictConfig
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
 
 from regnet.checkpoints import UntrustedCheckpoint, load_checkpoint
 from regnet.errors import Diverged
@@ -46,6 +48,15 @@ log = get_logger(__name__)
 
 RUN_LOCK = ".regnet-run.lock"
 RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")
+
+
+def bind_run_dir(cfg: DictConfig, run_dir: Path) -> None:
+    """Outside a Hydra job (tests, notebooks composing with ``return_hydra_config=True``), point
+    ``${hydra:runtime.output_dir}`` at ``run_dir`` so the logger and checkpoints land there."""
+    if "hydra" in cfg:
+        with open_dict(cfg):
+            cfg.hydra.runtime.output_dir = str(run_dir)
+        HydraConfig.instance().set_config(cfg)
 
 
 class TrainingFailed(RuntimeError):

@@ -18,14 +18,15 @@ import hydra
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
 from regnet.build import build
 from regnet.callbacks.checkpoint import fit_metrics
 from regnet.callbacks.divergence import DivergenceCheck
-from regnet.cli import run_job
+from regnet.cli import command_line, job_scope
 from regnet.errors import CONF
-from regnet.lifecycle import RunLifecycle
+from regnet.hparams_search import objective_value
+from regnet.lifecycle import RunLifecycle, bind_run_dir
 from regnet.loggers.resume import start_loggers
 from regnet.preflight import check_seed, preflight
 from regnet.signals import CheckpointAtSignal, Interrupted, SignalGuard, trainer_plugins
@@ -48,12 +49,10 @@ def make_trainer(cfg: DictConfig, run_dir: Path, datamodule, extra_callbacks: li
 
 
 def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
-    """Train, test and write ``results.json`` into ``run_dir``; returns the results.
-
-    Bad input raises before anything is written. Once training has started, a diverged run (NaN/Inf loss) or
-    any other exception is recorded in ``results.json`` (``diverged`` / ``failed``) and re-raised. SIGTERM or
-    SIGINT: a checkpoint at the current step, ``interrupted``, and :class:`~regnet.signals.Interrupted` raised.
-    """
+    """Train, test and write ``results.json`` into ``run_dir``; returns the results. Bad input raises before
+    anything is written. Once training has started, a diverged run (NaN/Inf loss) or any other exception is
+    recorded in ``results.json`` (``diverged`` / ``failed``) and re-raised; SIGTERM or SIGINT: a checkpoint at
+    the current step, ``interrupted``, and :class:`~regnet.signals.Interrupted` raised."""
     run_dir = Path(run_dir)
     bind_run_dir(cfg, run_dir)
     guard = SignalGuard()
@@ -87,22 +86,14 @@ def _train(cfg: DictConfig, run_dir: Path, guard: SignalGuard) -> dict[str, Any]
         return run.completed(metrics)
 
 
-def bind_run_dir(cfg: DictConfig, run_dir: Path) -> None:
-    """Outside a Hydra job (tests, notebooks composing with ``return_hydra_config=True``), point
-    ``${hydra:runtime.output_dir}`` at ``run_dir`` so the logger and checkpoints land there."""
-    if "hydra" in cfg:
-        with open_dict(cfg):
-            cfg.hydra.runtime.output_dir = str(run_dir)
-        HydraConfig.instance().set_config(cfg)
-
-
 @hydra.main(version_base="1.3", config_path=str(CONF), config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """One Hydra job: place it (GPU, CPU threads), train it, hand its objective (test/acc by default) to the sweeper."""
-    return run_job(train, cfg, HydraConfig.get())
+    with job_scope(cfg, HydraConfig.get()) as run_dir:
+        results = train(cfg, run_dir)
+    return objective_value(cfg, results)  # metrics[cfg.objective], test/acc unless a search sets it
 
 
 if __name__ == "__main__":
-    from regnet.cli import cli
-
-    cli(main)
+    with command_line():
+        main()

@@ -99,7 +99,8 @@ def run_cli(args: list[str], monkeypatch, capsys) -> tuple[int, str]:
     capsys.readouterr()
     code = 0
     try:
-        regnet.cli.cli(regnet.train.main)
+        with regnet.cli.command_line():
+            regnet.train.main()
     except SystemExit as exit_:
         code = exit_.code
     finally:

@@ -276,3 +276,14 @@ def test_the_real_command_line(data_root, tmp_path):
     assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
         "regnet: optim.lr='abc' is invalid: it must be a number (default 0.1)"
     ]
+
+
+def test_imports_point_one_way_train_to_cli():
+    """regnet/train.py uses regnet/cli.py, never the other way: importing the command line loads no training
+    module, and it has no ``run_job`` that would shadow Hydra's."""
+    code = "import sys, regnet.cli; print(sorted(m for m in sys.modules if m.startswith('regnet.train')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    assert out.stdout.strip() == "[]"
+    import regnet.cli
+
+    assert not hasattr(regnet.cli, "run_job") and callable(regnet.cli.job_scope)
