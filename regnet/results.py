@@ -1,7 +1,7 @@
 """``results.json``: one per run, the record analysis reads; this module owns its schema and writes it
 atomically (temp file + rename).
 
-Schema (docs/outputs.md): status, model, data, reg (list), variant, seed, max_epochs, epochs, global_step,
+Schema (docs/outputs.md): status, model, data, reg (list), variant, tags (list), seed, max_epochs, epochs, global_step,
 test_acc, test_loss, val_acc, wall_time_s, resumed_from_step, train_images_per_s, device, regnet_version,
 git_commit, torch_version, torch_threads, everything training measured under ``metrics``, the pixel
 normalisation under ``normalization``, the resolved config under ``config``; ``error`` and ``diverged_step``
@@ -57,6 +57,7 @@ def run_results(
         "data": datamodule.name,
         "reg": reg_names(cfg),
         "variant": cfg.variant or "+".join(reg_names(cfg)) or "none",
+        "tags": [str(t) for t in cfg.get("tags") or []],  # tags=[...]: labels, not part of the run's name
         "seed": cfg.seed,
         "max_epochs": cfg.trainer.max_epochs,
         "epochs": trainer.current_epoch,

@@ -196,11 +196,12 @@ class ImageDataModule(L.LightningDataModule):
     def _batches(self, split: str, train: bool) -> TensorBatches:
         x, y = self.splits[split]
         trainer = self.trainer
+        overfit = trainer is not None and bool(trainer.overfit_batches)  # Lightning's contract: the same batches
         return TensorBatches(
             x,
             y,
             self.batch_size if train else self.eval_batch_size,
-            shuffle=train,
+            shuffle=train and not overfit,
             seed=self.seed,
             epoch_fn=(lambda: trainer.current_epoch) if trainer is not None else (lambda: 0),
             taken_fn=(lambda: trainer.fit_loop.epoch_loop.batch_progress.current.ready)

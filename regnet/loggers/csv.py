@@ -8,6 +8,9 @@ the last of the rows that share a step and the same columns (rewritten atomicall
 as if the run had never stopped. A run that trains from scratch (first time, ``force=true``, unreadable
 checkpoint) gets a fresh file from :meth:`CSVLogger.start_fresh`, as with Lightning's logger.
 
+The run's ``tags`` (``tags=[...]``) go into ``hparams.yaml`` beside ``metrics.csv``, as Lightning's CSVLogger writes
+hyper-parameters (the rest of the config is in ``results.json``).
+
 Two more differences keep a killed run's rows. Every row is written to disk as soon as it is logged
 (``flush_logs_every_n_steps=1``): Lightning's logger held rows that callbacks log directly, such as
 LearningRateMonitor's learning rate, in memory until the next epoch's metrics, so a run killed in between and
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from lightning.fabric.loggers.logger import rank_zero_experiment
@@ -45,10 +49,12 @@ class _AppendingWriter(ExperimentWriter):
 
 class CSVLogger(LightningCSVLogger):
     """Lightning's CSVLogger (same arguments, same file), keeping earlier rows when a run resumes and writing
-    every row as soon as it is logged (``flush_logs_every_n_steps`` defaults to 1, not 100)."""
+    every row as soon as it is logged (``flush_logs_every_n_steps`` defaults to 1, not 100); ``tags`` (if any)
+    are written to ``hparams.yaml``."""
 
-    def __init__(self, *args, flush_logs_every_n_steps: int = 1, **kwargs):
+    def __init__(self, *args, flush_logs_every_n_steps: int = 1, tags: Sequence[str] | None = None, **kwargs):
         super().__init__(*args, flush_logs_every_n_steps=flush_logs_every_n_steps, **kwargs)
+        self._tags = [str(t) for t in tags or []]
 
     @property
     @rank_zero_experiment
@@ -56,6 +62,8 @@ class CSVLogger(LightningCSVLogger):
         if self._experiment is None:
             os.makedirs(self.root_dir, exist_ok=True)
             self._experiment = _AppendingWriter(log_dir=self.log_dir)
+            if self._tags:
+                self._experiment.log_hparams({"tags": self._tags})
         return self._experiment
 
     @property

@@ -8,7 +8,9 @@ Lightning's MLFlowLogger, with :mod:`regnet.loggers.resume`: a resumed run logs 
 (its id is in ``logger_runs.json``) and does not log again the steps the interrupted attempt logged after its
 checkpoint (resume is deterministic: they are the same values); a run trained from scratch opens a new one. The
 resolved config is logged as params (on resume only those not logged yet: MLflow params cannot change), the test
-confusion matrix as an artifact, and the run ends FINISHED, or FAILED if it diverged or failed.
+confusion matrix as an artifact, and the run ends FINISHED, or FAILED if it diverged or failed. Each of the run's
+``tags=[...]`` is an MLflow run tag with value ``"true"`` (``mlflow.search_runs(filter_string="tags.ablation =
+'true'")``), set again when a run resumes, so the tags of its last attempt win.
 
 MLflow 3 keeps the file store in maintenance mode and refuses it unless ``MLFLOW_ALLOW_FILE_STORE=true``; this
 logger sets that (if unset) for ``file:`` stores, which need no database and no server.
@@ -17,7 +19,7 @@ logger sets that (if unset) for ``file:`` stores, which need no database and no 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,7 @@ class MLFlowLogger(LightningMLFlowLogger):
         save_dir: str = "outputs/mlruns",
         tracking_uri: str | None = None,
         run_name: str | None = None,
+        tags: Sequence[str] | Mapping[str, Any] | None = None,
         **kwargs: Any,
     ):
         if not tracking_uri:
@@ -52,6 +55,7 @@ class MLFlowLogger(LightningMLFlowLogger):
             tracking_uri=tracking_uri,
             save_dir=save_dir,
             run_id=saved_run_id(run_dir, "mlflow"),
+            tags=run_tags(tags),
             **kwargs,
         )
 
@@ -73,6 +77,8 @@ class MLFlowLogger(LightningMLFlowLogger):
                 self._run_id, self._initialized = None, False
         save_run_id(self._run_dir, "mlflow", self.run_id)
         self.experiment.update_run(self.run_id, status="RUNNING")
+        for key, value in (self.tags or {}).items():  # an existing run keeps the tags it was created with
+            self.experiment.set_tag(self.run_id, key, value)
         client = self.experiment
         self._logged_until = {  # MLflow cannot delete values: the steps trained again are not logged twice
             key: max(m.step for m in client.get_metric_history(self.run_id, key))
@@ -101,3 +107,12 @@ class MLFlowLogger(LightningMLFlowLogger):
         for path in files:
             self.experiment.log_artifact(self.run_id, str(path))
         self.experiment.set_terminated(self.run_id, "FINISHED" if status == "completed" else "FAILED")
+
+
+def run_tags(tags: Sequence[str] | Mapping[str, Any] | None) -> dict[str, str] | None:
+    """MLflow run tags from regnet's ``tags=[a, b]``: ``{"a": "true", "b": "true"}`` (a mapping is kept as is)."""
+    if not tags:
+        return None
+    if isinstance(tags, Mapping):
+        return {str(k): str(v) for k, v in tags.items()}
+    return {str(t): "true" for t in tags}

@@ -2,13 +2,13 @@
 logger=wandb`` writes the run under ``<run dir>/wandb/`` (``wandb sync <run dir>/wandb/offline-run-*`` uploads it).
 
 Lightning's WandbLogger in project ``<task_name>`` (``experiment=lenet5_lecun`` logs to project lenet5_lecun), the
-run named after its directory, grouped by variant. With :mod:`regnet.loggers.resume`: a resumed run reuses the
-run id it started with (``logger_runs.json``) and W&B continues that run; a run trained from scratch gets a new
-id. The resolved config goes into the run's config, the test confusion matrix in as an image, and the run is
-finished when the regnet run ends (failed if it diverged or failed), so each run of a sweep is its own W&B run.
-Offline, W&B does not resume: each attempt is a directory of its own with the same run id (``wandb sync``
-uploads them into that run). The steps the interrupted attempt logged after its checkpoint are logged again by
-the resumed one, with the same values (resume is deterministic).
+run named after its directory, grouped by variant, tagged with ``tags=[...]``. With :mod:`regnet.loggers.resume`:
+a resumed run reuses the run id it started with (``logger_runs.json``) and W&B continues that run; a run trained
+from scratch gets a new id. The resolved config goes into the run's config, the test confusion matrix in as an
+image, and the run is finished when the regnet run ends (failed if it diverged or failed), so each run of a sweep
+is its own W&B run. Offline, W&B does not resume: each attempt is a directory of its own with the same run id
+(``wandb sync`` uploads them into that run). The steps the interrupted attempt logged after its checkpoint are
+logged again by the resumed one, with the same values (resume is deterministic).
 """
 
 from __future__ import annotations
@@ -24,10 +24,13 @@ from regnet.loggers.resume import save_run_id, saved_run_id
 
 
 class WandbLogger(LightningWandbLogger):
-    """Lightning's WandbLogger (same arguments) writing into ``save_dir``, the run directory."""
+    """Lightning's WandbLogger (same arguments) writing into ``save_dir``, the run directory; ``tags``: the W&B
+    run's tags (``tags=[...]``)."""
 
     def __init__(self, save_dir: str, project: str | None = None, name: str | None = None, **kwargs: Any):
         run_id = kwargs.pop("id", None) or saved_run_id(save_dir, "wandb") or new_run_id()
+        if kwargs.get("tags") is not None:  # a ListConfig from the config: W&B wants plain strings
+            kwargs["tags"] = [str(t) for t in kwargs["tags"]]
         super().__init__(save_dir=save_dir, project=project, name=name or Path(save_dir).name, id=run_id, **kwargs)
         self._run_dir = Path(save_dir)
 
