@@ -207,8 +207,8 @@ class RunLifecycle:
             resumed_from_step=self._resumed_from,
             error=error,
             diverged_step=diverged_step,
+            attempts=attempt(status, trainer.global_step, self._resumed_from, self._previous, self._reason),
         )
-        results["attempts"] = attempt(status, trainer.global_step, self._resumed_from, self._previous, self._reason)
         results |= self.extra_results()
         if trainer.is_global_zero:
             if trace:

@@ -5,9 +5,9 @@ Schema (docs/outputs.md): status, model, data, reg (list), variant, tags (list),
 test_acc, test_loss, val_acc, wall_time_s, resumed_from_step, train_images_per_s, device, regnet_version,
 git_commit, torch_version, torch_threads, everything training measured under ``metrics``, the pixel
 normalisation under ``normalization``, the resolved config under ``config``; ``error`` and ``diverged_step``
-where the run stopped. A sweep job stopped by bad input records only status (``invalid``), error, seed, variant
-and config (:func:`invalid_results`). When and by whom it is written is the run's lifecycle
-(regnet/lifecycle.py).
+where the run stopped; ``attempts``, every attempt that wrote the file (regnet/signals.py). A sweep job
+stopped by bad input records only status (``invalid``), error, seed, variant and config
+(:func:`invalid_results`). When and by whom it is written is the run's lifecycle (regnet/lifecycle.py).
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ def run_results(
     resumed_from_step: int | None,
     error: str | None = None,
     diverged_step: int | None = None,
+    attempts: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The ``results.json`` of a run that started training and ended with ``status`` (``completed``,
     ``diverged``, ``failed``): what was asked (``cfg``), what ran (``trainer``: epochs, steps, throughput),
@@ -81,6 +82,8 @@ def run_results(
         results["error"] = error
     if diverged_step is not None:
         results["diverged_step"] = diverged_step
+    if attempts is not None:
+        results["attempts"] = attempts
     return results
 
 
