@@ -53,7 +53,7 @@ VARIANT_COUNTS = [
 
 @cache
 def composed(*overrides: str):
-    """The composed config (read-only; composing costs ~0.7 s on a busy 2-core machine)."""
+    """The composed config (read-only; composed once per set of overrides, composing is the slow part)."""
     cfg = compose_cfg(list(overrides))
     OmegaConf.set_readonly(cfg, True)
     return cfg

@@ -1,12 +1,12 @@
 """Per-run cache of analysis records, so an interrupted or extended ``regnet.analyze`` picks up where it was.
 
-The decision planes of 30 LeNets take ~50 min on a 2-core CPU (ResNet-18s much longer). Each run's records are
-saved as soon as they are computed. The key holds the run (its path below the sweep, its checkpoint's size and
-modification time) and every parameter the records depend on. A later call with the same key loads the records
-instead of recomputing them: after Ctrl-C or a preempted job, or when seeds are added to a sweep. A retrained
-run (new checkpoint) or different settings give a new key. Files are written atomically (``write_atomic``);
-one that cannot be read is recomputed. The key also holds regnet's version, so an upgrade recomputes; bump
-``VERSION`` when the meaning of a record changes between releases.
+The decision planes of a 30-LeNet sweep take most of an hour on a 2-core CPU (benchmarks/RESULTS.md;
+ResNet-18s much longer). Each run's records are saved as soon as they are computed. The key holds the run (its
+path below the sweep, its checkpoint's size and modification time) and every parameter the records depend on.
+A later call with the same key loads the records instead of recomputing them: after Ctrl-C or a preempted job,
+or when seeds are added to a sweep. A retrained run (new checkpoint) or different settings give a new key.
+Files are written atomically (``write_atomic``); one that cannot be read is recomputed. The key also holds
+regnet's version, so an upgrade recomputes; bump ``VERSION`` when the meaning of a record changes between releases.
 """
 
 from __future__ import annotations
