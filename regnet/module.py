@@ -8,12 +8,10 @@ resumed mid-epoch reports the same epoch numbers as one that never stopped.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable, Sequence
 from functools import partial
 
 import lightning as L
-import numpy as np
 import torch
 from torch import Tensor, nn
 from torchmetrics import Metric, MetricCollection
@@ -21,6 +19,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from regnet.losses import get_loss
 from regnet.regularizers.base import Regularizer, check_composition
+from regnet.rng import rng_states, set_rng_states
 
 STAGES = ("train", "val", "test")
 
@@ -82,7 +81,6 @@ class RegNetModule(L.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.scheduler_interval = scheduler_interval
-        self.loss_name = loss
         self.loss_fn = get_loss(loss)
         self.needs_input_grad = any(r.needs_input_grad for r in self.regularizers)
         self.metrics = nn.ModuleDict({f"{stage}_metrics": self._metrics(stage) for stage in STAGES})
@@ -197,27 +195,3 @@ class RegNetModule(L.LightningModule):
             total = int(self.trainer.max_epochs)
         scheduler = self.scheduler_factory(optimizer, total_steps=total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval}}
-
-
-def rng_states() -> dict:
-    """torch (CPU and CUDA), numpy and python RNG states as plain types (loadable with weights_only=True)."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    version, state, gauss = random.getstate()
-    states = {
-        "torch": torch.get_rng_state(),
-        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
-        "python": [version, list(state), gauss],
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    return states
-
-
-def set_rng_states(states: dict) -> None:
-    torch.set_rng_state(states["torch"])
-    kind, keys, pos, has_gauss, cached = states["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    version, state, gauss = states["python"]
-    random.setstate((version, tuple(state), gauss))
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])

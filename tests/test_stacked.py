@@ -328,24 +328,31 @@ def test_stacked_launcher_sweep(data_root, tmp_path):
     assert (again.stdout + again.stderr).count("already completed") == 6
 
 
+def _stacked_module(models, member_regs, loss="cross_entropy", clip_val=None):
+    from regnet.stacked.module import StackedModule
+    from regnet.stacked.regularizers import stack_regularizers
+
+    S = len(models)
+    return StackedModule(stack_models(models), stack_regularizers(member_regs), num_classes=10,
+                         optimizer=torch.optim.SGD, scheduler=None, scheduler_interval="step", loss=loss,
+                         generator_seeds=list(range(S)), generator_states=[None] * S, weight_decay=torch.zeros(S),
+                         clip_val=clip_val)  # fmt: skip
+
+
 def test_gradient_clipping_is_per_member():
     """trainer.gradient_clip_val clips each member's global gradient norm as clip_grad_norm_ clips its separate
     run's, so one member's large gradients never shrink another's."""
     from regnet.models.lenet import LeNet
-    from regnet.stacked.module import StackedModule
-    from regnet.stacked.regularizers import MemberRegs
 
     torch.manual_seed(0)
     models = [LeNet(dropout=0.0) for _ in range(2)]
     for m, scale in zip(models, (100.0, 1e-3), strict=True):
         for p in m.parameters():
             p.grad = torch.randn_like(p) * scale
-    wide = stack_models(models)
+    module = _stacked_module(models, [[], []], clip_val=1.0)
+    wide = module.model
     for name, p in wide.named_parameters():
         p.grad = torch.stack([dict(m.named_parameters())[name].grad for m in models])
-    module = StackedModule(wide, MemberRegs([[], []]), num_classes=10, optimizer=torch.optim.SGD, scheduler=None,
-                           scheduler_interval="step", loss="cross_entropy", generator_seeds=[0, 1],
-                           generator_states=[None, None], weight_decay=torch.zeros(2), clip_val=1.0)  # fmt: skip
     module.on_before_optimizer_step(None)
     for s, m in enumerate(models):
         torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
@@ -353,55 +360,104 @@ def test_gradient_clipping_is_per_member():
             torch.testing.assert_close(p.grad[s], dict(m.named_parameters())[name].grad)
 
 
-def test_every_penalty_and_noise_per_member_equals_the_separate_regularizer():
-    """Each stacked penalty (L1, elastic, soft SVB, confidence, label smoothing, exact and projected Jacobian)
-    and noise (input, weight) gives every member what its own regularizer gives its own model; members without
-    a regularizer get 0."""
-    from torch.func import functional_call
+# --- one definition: every regularizer and loss stacked (S = 3) ≡ three separate runs ----------------------------
+CONF_REGS = sorted(p.stem for p in (REPO / "conf" / "reg").glob("*.yaml"))
+CONF_LOSSES = sorted(p.stem for p in (REPO / "conf" / "loss").glob("*.yaml"))
 
-    from regnet.models.lenet5 import LeNet5
-    from regnet.regularizers.confidence_penalty import ConfidencePenalty
-    from regnet.regularizers.elastic import Elastic
-    from regnet.regularizers.input_noise import InputNoise
-    from regnet.regularizers.jacobian import Jacobian
-    from regnet.regularizers.l1 import L1
-    from regnet.regularizers.label_smoothing import LabelSmoothing
-    from regnet.regularizers.soft_svb import SoftSVB
-    from regnet.regularizers.weight_noise import WeightNoise
-    from regnet.stacked.regularizers import MemberRegs
+
+def _member_regs(name: str, loss: str = "cross_entropy") -> list[list]:
+    """Member 0: ``conf/reg/<name>.yaml`` as it is; member 1: each per-member hyper-parameter doubled (SVB's
+    ``every`` kept, ε doubled); member 2: without it."""
+    from hydra.utils import get_class, instantiate
+
+    node = compose_cfg([f"reg={name}", f"loss={loss}"]).reg[name]
+    cls = get_class(node._target_)
+    doubled = {k: 2 * node[k] for k in cls.per_member if k != "every"}
+    return [[instantiate(node)], [instantiate(node, **doubled)], []]
+
+
+def _stacked_vs_separate(member_regs, loss: str, model_cls) -> None:
+    """``StackedModule.training_step`` on one batch of 3 members against ``RegNetModule.training_step`` of each
+    member alone (its global generator seeded as the member's own): the perturbed inputs, every member's loss and
+    penalties (values) and the gradients of every parameter agree; then each regularizer's ``after_step`` (SVB's
+    projection) leaves each member's weights as it leaves its separate model's."""
+    from regnet.module import RegNetModule
 
     torch.manual_seed(0)
-    for n_proj in (-1, 1):
-        models = [LeNet5().train() for _ in range(3)]  # LeNet-5: its sparse C3 is a weight matrix as weight · mask
-        regs = [
-            [L1(1e-3), SoftSVB(1e-2), Jacobian(0.1, n_proj), InputNoise(0.3), LabelSmoothing(0.1)],
-            [Elastic(2e-3, 1e-4), ConfidencePenalty(0.2), Jacobian(0.05, n_proj), WeightNoise(0.05)],
-            [],
-        ]
-        wide, stacked = stack_models(models), MemberRegs(regs)
-        x = torch.randn(3, 8, 1, 32, 32)
-        y = torch.randint(0, 10, (8, 3))
-        seeds = [torch.Generator().manual_seed(s) for s in range(3)]
-        xs = stacked.perturb_inputs(x, seeds).transpose(0, 1)
-        xw = xs.reshape(8, -1, 32, 32).detach().requires_grad_(True)
-        params = stacked.noisy_params(wide, seeds)
-        logits = functional_call(wide, params, (xw,)).view(8, 3, -1)
-        got = stacked.penalties_of(wide, xw, logits, y, seeds)
-        for s, (model, member_regs) in enumerate(zip(models, regs, strict=True)):
-            torch.manual_seed(s)  # the separate run's global generator, in the same state as member s's
-            xi = x[s]
-            for r in member_regs:
-                xi = r.perturb_inputs(xi)
-            torch.testing.assert_close(xs[:, s], xi)
-            xi = xi.detach().requires_grad_(True)
-            out = next((o for r in member_regs if (o := r.forward(model, xi)) is not None), None)
-            out = model(xi) if out is None else out
-            torch.testing.assert_close(logits[:, s], out, rtol=1e-4, atol=1e-5)
-            for r in member_regs:
-                want = r.penalty(model, xi, out, y[:, s])
-                if want is not None:
-                    torch.testing.assert_close(got[r.name][s], want, rtol=1e-4, atol=1e-6)
-                    assert float(want) != 0.0
-            for name in got:
-                if name not in {r.name for r in member_regs}:
-                    assert float(got[name][s]) == 0.0
+    models = [model_cls().train() for _ in range(3)]
+    for m in models:
+        for mod in m.modules():
+            if isinstance(mod, torch.nn.Dropout | torch.nn.Dropout2d):
+                mod.p = 0.0  # dropout draws from the stack's own stream, not the members': not compared here
+        for r in member_regs[models.index(m)]:
+            r.setup(m)
+    module = _stacked_module(models, member_regs, loss=loss)
+    side = 32 if model_cls.__name__ == "LeNet5" else 28
+    x = torch.randn(6, 3, 1, side, side)  # (N, S, C, H, W)
+    y = torch.randint(0, 10, (6, 3))
+    total = module.training_step((x, y), 0)
+    total.backward()
+    n = 6
+    for s, (model, regs) in enumerate(zip(models, member_regs, strict=True)):
+        plain = RegNetModule(model, num_classes=10, regularizers=regs, loss=loss)
+        torch.manual_seed(s)  # the separate run's global generator, where member s's own starts
+        want = plain.training_step((x[:, s], y[:, s]), 0)
+        grads = torch.autograd.grad(want, list(model.parameters()))
+        got_loss = module.train__loss[s] / n
+        torch.testing.assert_close(got_loss.float(), want.detach(), rtol=1e-4, atol=1e-6)
+        for r in regs:
+            mean = plain.means["train_means"][r.name]
+            if mean.count > 0:
+                got = (getattr(module, f"train__{r.name}")[s] / n).float()
+                torch.testing.assert_close(got, mean.compute(), rtol=1e-4, atol=1e-6)
+                assert float(mean.compute()) != 0.0  # a penalty that does something
+        wide_params = dict(module.model.named_parameters())
+        for (name, _), g in zip(model.named_parameters(), grads, strict=True):
+            torch.testing.assert_close(wide_params[name].grad[s], g, rtol=1e-3, atol=1e-5, msg=name)
+    for r in module.regs:  # after the optimizer step (here: step 600, a multiple of every SVB ``every``)
+        r.after_step(module.model, 600, module.alive)
+    for s, (model, regs) in enumerate(zip(models, member_regs, strict=True)):
+        for r in regs:
+            r.after_step(model, 600)
+        for k, v in model.state_dict().items():
+            torch.testing.assert_close(module.model.state_dict()[k][s], v, rtol=1e-4, atol=1e-5, msg=k)
+
+
+@pytest.mark.parametrize("name", CONF_REGS)
+def test_every_regularizer_stacked_equals_three_separate_runs(name):
+    """Each ``conf/reg/*.yaml``: one definition over the member axis gives a stack of three members (the YAML's
+    values, them doubled, none) what each separate run computes, values and gradients. A regularizer that does
+    not stack says why in one line (``not_stacked``)."""
+    from hydra.utils import get_class
+
+    from regnet.models.lenet import LeNet
+    from regnet.models.lenet5 import LeNet5
+
+    cls = get_class(compose_cfg([f"reg={name}"]).reg[name]._target_)
+    if cls.why_not_stacked():
+        assert "\n" not in cls.why_not_stacked()
+        with pytest.raises(ValueError, match="does not stack"):
+            cls.stack([None])
+        return
+    _stacked_vs_separate(_member_regs(name), "cross_entropy", LeNet)
+    if name != "svb":  # LeNet-5's sparse C3: the weight-matrix penalties see weight · mask (SVB refuses it)
+        _stacked_vs_separate(_member_regs(name), "cross_entropy", LeNet5)
+
+
+@pytest.mark.parametrize("loss", CONF_LOSSES)
+def test_every_loss_stacked_equals_three_separate_runs(loss):
+    """Each ``conf/loss/*.yaml``, alone and under label smoothing (ε, 2ε, none): the same values and gradients
+    stacked as separately (for nll the logits stand in for log-probabilities: the formula is what is compared)."""
+    from regnet.models.lenet import LeNet
+
+    _stacked_vs_separate([[], [], []], loss, LeNet)
+    _stacked_vs_separate(_member_regs("label_smoothing", loss), loss, LeNet)
+
+
+def test_members_with_different_shared_settings_are_refused_in_one_line():
+    from regnet.regularizers.jacobian import Jacobian
+    from regnet.stacked.regularizers import stack_regularizers
+
+    with pytest.raises(ValueError, match=r"different reg.jacobian.n_proj") as err:
+        stack_regularizers([[Jacobian(0.1, 1)], [Jacobian(0.1, 2)]])
+    assert "\n" not in str(err.value)

@@ -3,7 +3,8 @@
 A loss maps model outputs (N, C) and targets to a scalar averaged over the batch. Targets are class indices
 (N,) int64, or a distribution over the classes (N, C) float, rows summing to 1 (what ``reg=label_smoothing``
 trains against): every loss here is linear in its target, so a distribution is the matching mixture of
-one-hot targets.
+one-hot targets. Each is written once over an optional member axis (``base.batch_mean``): outputs (N, S, C) of
+a stack give one loss per member, (S,).
 
 - ``cross_entropy``: softmax cross-entropy on logits (hoffman2019_mnist, cifar100_resnet18, mnist_small_cnns).
 - ``nll``: negative log-likelihood of outputs that already are log-probabilities (convnet_ablation).

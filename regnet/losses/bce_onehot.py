@@ -13,19 +13,26 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from regnet.losses.base import batch_mean
+
+
+def bce_onehot(logits: Tensor, targets: Tensor, reduction: str = "mean") -> Tensor:
+    """logits (M, C); targets (M,) int64 or (M, C) probabilities; per element (M, C) or their mean."""
+    with torch.autocast(device_type=logits.device.type, enabled=False):
+        probs = F.softmax(logits.float(), dim=1)  # (M, C)
+        if targets.ndim == 1:
+            q = F.one_hot(targets, num_classes=logits.shape[1]).float()  # (M, C)
+        else:
+            q = targets.float()
+        return F.binary_cross_entropy(probs, q, reduction=reduction)
+
 
 class BCEOneHot:
     name = "bce_onehot"
 
     def __call__(self, logits: Tensor, targets: Tensor) -> Tensor:
-        """logits (N, C); targets (N,) int64 or (N, C) probabilities."""
-        with torch.autocast(device_type=logits.device.type, enabled=False):
-            probs = F.softmax(logits.float(), dim=1)  # (N, C)
-            if targets.ndim == 1:
-                q = F.one_hot(targets, num_classes=logits.shape[1]).float()  # (N, C)
-            else:
-                q = targets.float()
-            return F.binary_cross_entropy(probs, q)
+        """logits (N, C) or (N, S, C); targets (N,)/(N, S) int64 or probabilities; () or (S,)."""
+        return batch_mean(bce_onehot, logits, targets)
 
     def __repr__(self) -> str:
         return "BCEOneHot()"

@@ -6,13 +6,15 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
+from regnet.losses.base import batch_mean
+
 
 class CrossEntropy:
     name = "cross_entropy"
 
     def __call__(self, logits: Tensor, targets: Tensor) -> Tensor:
-        """logits (N, C); targets (N,) int64 or (N, C) probabilities."""
-        return F.cross_entropy(logits, targets)
+        """logits (N, C) or (N, S, C); targets (N,)/(N, S) int64 or (N, C)/(N, S, C) probabilities; () or (S,)."""
+        return batch_mean(F.cross_entropy, logits, targets)
 
     def __repr__(self) -> str:
         return "CrossEntropy()"

@@ -10,15 +10,23 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
+from regnet.losses.base import batch_mean
+
+
+def nll(log_probs: Tensor, targets: Tensor, reduction: str = "mean") -> Tensor:
+    """log_probs (M, C); targets (M,) int64 or (M, C) probabilities; per sample (M,) or their mean."""
+    if targets.ndim == 1:
+        return F.nll_loss(log_probs, targets, reduction=reduction)
+    per_sample = -(targets.to(log_probs.dtype) * log_probs).sum(dim=1)
+    return per_sample.mean() if reduction == "mean" else per_sample
+
 
 class NLL:
     name = "nll"
 
     def __call__(self, log_probs: Tensor, targets: Tensor) -> Tensor:
-        """log_probs (N, C); targets (N,) int64 or (N, C) probabilities."""
-        if targets.ndim == 1:
-            return F.nll_loss(log_probs, targets)
-        return -(targets.to(log_probs.dtype) * log_probs).sum(dim=1).mean()
+        """log_probs (N, C) or (N, S, C); targets (N,)/(N, S) int64 or probabilities; () or (S,)."""
+        return batch_mean(nll, log_probs, targets)
 
     def __repr__(self) -> str:
         return "NLL()"

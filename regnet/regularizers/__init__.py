@@ -1,7 +1,9 @@
 """Regularizers: one file each, one YAML each in ``conf/reg/``.
 
 See ``base.Regularizer`` for the hooks a regularizer can use and ``base.weight_matrices`` for the weights the
-weight-matrix regularizers see. Regularizers may use the models' building blocks (``regnet.models.init``,
+weight-matrix regularizers see. Each hook is written once over a member axis (S runs side by side, a stack,
+``regnet/stacked``); an ordinary run is its plain case. A new regularizer stacks, or says in one line why not
+(``not_stacked``). Regularizers may use the models' building blocks (``regnet.models.init``,
 ``SparseConv2d``); models never import regularizers.
 """
 

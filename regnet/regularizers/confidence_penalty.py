@@ -7,20 +7,23 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from regnet.regularizers.base import Regularizer, check_positive
+from regnet.regularizers.base import Members, Regularizer, check_positive, per_member
 
 
 def entropy(logits: Tensor) -> Tensor:
-    """H(softmax(logits)) per sample: (N, C) → (N,)."""
+    """H(softmax(logits)) per sample: (..., C) → (...)."""
     log_p = F.log_softmax(logits.float(), dim=-1)
     return -(log_p.exp() * log_p).sum(dim=-1)
 
 
 class ConfidencePenalty(Regularizer):
     name = "confidence_penalty"
+    per_member = ("beta",)
 
     def __init__(self, beta: float = 0.1):
         self.beta = check_positive("reg.confidence_penalty.beta", beta)
 
-    def penalty(self, model: nn.Module, inputs: Tensor, logits: Tensor, targets: Tensor) -> Tensor:
-        return -self.beta * entropy(logits).mean()
+    def member_penalty(self, model: nn.Module, inputs, logits: Tensor, targets, members: Members) -> Tensor:
+        """logits (N, S, K) → (S,): −β_s · mean_n H(p(·|x_n))."""
+        h = entropy(logits).mean(0)  # (S,)
+        return -per_member(self.beta, h) * h

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from regnet.regularizers.base import Regularizer, check_positive
+from regnet.regularizers.base import Members, Regularizer, check_positive, per_member
 from regnet.regularizers.l1 import l1_norm
 
 
@@ -16,10 +16,12 @@ class Elastic(Regularizer):
     """Adds ``l1 · Σ|w|`` to the loss and hands ``weight_decay`` to the optimizer."""
 
     name = "elastic"
+    per_member = ("l1",)  # its weight decay is each member's own, as l2's
 
     def __init__(self, l1: float = 1e-5, weight_decay: float = 5e-4):
         self.l1 = check_positive("reg.elastic.l1", l1)
         self.weight_decay = check_positive("reg.elastic.weight_decay", weight_decay)
 
-    def penalty(self, model: nn.Module, inputs: Tensor, logits: Tensor, targets: Tensor) -> Tensor:
-        return self.l1 * l1_norm(model, "reg.elastic")
+    def member_penalty(self, model: nn.Module, inputs, logits, targets, members: Members) -> Tensor:
+        norm = l1_norm(model, "reg.elastic")  # (S,)
+        return per_member(self.l1, norm) * norm

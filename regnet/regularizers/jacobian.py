@@ -17,37 +17,46 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from regnet.regularizers.base import Regularizer, check_positive
+from regnet.regularizers.base import ONE, Members, Regularizer, check_positive, per_member
 
 
-def jacobian_penalty(inputs: Tensor, logits: Tensor, n_proj: int = 1) -> Tensor:
+def jacobian_penalty(
+    inputs: Tensor, logits: Tensor, n_proj: int = 1, members: Members | None = None, users: list[int] | None = None
+) -> Tensor:
     """½ · mean over the batch of ‖∂logits/∂inputs‖²_F, estimated (n_proj ≥ 1) or exact (n_proj = -1).
 
     inputs: (N, ...) with ``requires_grad``, the tensor ``logits`` was computed from.
-    logits: (N, C). Samples must not interact in the forward pass (no BatchNorm in train mode), otherwise
-    the per-sample Jacobian includes cross-sample terms.
-    Returns a differentiable scalar.
+    logits: (N, C), or (N, S, C) over a member axis (``members``; ``inputs`` then holds member s's input in the
+    s-th block of its dim 1, as a stack's wide input (N, S·C, H, W) does), giving (S,): members are independent,
+    so one ``autograd.grad`` gives every member's vᵀJ. Each member draws its projections from its own generator
+    (``users``: the members that draw; the others get v = 0). Samples must not interact in the forward pass (no
+    BatchNorm in train mode), otherwise the per-sample Jacobian includes cross-sample terms.
+    Returns a differentiable scalar (or (S,)).
     """
     if n_proj == 0 or n_proj < -1:
         raise ValueError(f"n_proj={n_proj!r} is invalid: use a positive number of projections, or -1 for exact")
     if not inputs.requires_grad:
         raise ValueError("jacobian_penalty needs inputs with requires_grad=True (set before the forward pass)")
-    n, c = logits.shape
+    plain = logits.dim() == 2
+    if plain:
+        logits, members = logits.unsqueeze(1), ONE
+    n, S, c = logits.shape  # (N, S, C)
     if n_proj == -1:
         eye = torch.eye(c, device=logits.device, dtype=logits.dtype)
-        projections = [eye[k].expand(n, c) for k in range(c)]
+        projections = [eye[k].expand(n, S, c) for k in range(c)]
         scale = 1.0
     else:
         projections = []
         for _ in range(n_proj):
-            v = torch.randn(n, c, device=logits.device, dtype=logits.dtype)  # (N, C)
-            projections.append(v / v.norm(dim=1, keepdim=True))  # uniform on S^{C-1}
+            v = members.randn((n, c), users, dim=1, like=logits)  # (N, S, C)
+            projections.append(v / v.norm(dim=-1, keepdim=True).clamp_min(1e-30))  # uniform on S^{C-1}
         scale = c / n_proj
-    total = logits.new_zeros(())
+    total = logits.new_zeros(S)
     for v in projections:
         (grad,) = torch.autograd.grad(logits, inputs, grad_outputs=v, create_graph=True)  # (N, ...) = vᵀJ
-        total = total + grad.pow(2).sum()
-    return 0.5 * scale * total / n
+        total = total + grad.reshape(n, S, -1).pow(2).sum(dim=(0, 2))
+    total = 0.5 * scale * total / n
+    return total.squeeze(0) if plain else total
 
 
 def jacobian_sq_norms(inputs: Tensor, logits: Tensor, create_graph: bool = False) -> Tensor:
@@ -68,6 +77,8 @@ class Jacobian(Regularizer):
 
     name = "jacobian"
     needs_input_grad = True
+    per_member = ("lam",)
+    shared = ("n_proj",)  # one set of backward passes serves every member
 
     def __init__(self, lam: float = 0.01, n_proj: int = 1):
         self.lam = check_positive("reg.jacobian.lam", lam)
@@ -77,5 +88,6 @@ class Jacobian(Regularizer):
             )
         self.n_proj = n_proj
 
-    def penalty(self, model: nn.Module, inputs: Tensor, logits: Tensor, targets: Tensor) -> Tensor:
-        return self.lam * jacobian_penalty(inputs, logits, self.n_proj)
+    def member_penalty(self, model: nn.Module, inputs: Tensor, logits: Tensor, targets, members: Members) -> Tensor:
+        value = jacobian_penalty(inputs, logits, self.n_proj, members, self.users)  # (S,)
+        return per_member(self.lam, value) * value

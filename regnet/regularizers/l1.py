@@ -10,21 +10,23 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from regnet.regularizers.base import Regularizer, check_positive, weight_matrices
+from regnet.regularizers.base import Members, Regularizer, check_positive, member_weight_matrices, per_member
 
 
 def l1_norm(model: nn.Module, regularizer: str = "reg.l1") -> Tensor:
-    """Σ |w| over ``weight_matrices(model)`` (a differentiable scalar)."""
-    return torch.stack([w.abs().sum() for _, _, w in weight_matrices(model, regularizer)]).sum()
+    """Σ |w| over each member's ``weight_matrices`` (differentiable), (S,); S = 1 for an ordinary model."""
+    return torch.stack([w.abs().flatten(1).sum(1) for _, _, w in member_weight_matrices(model, regularizer)]).sum(0)
 
 
 class L1(Regularizer):
     """Adds ``lam · Σ|w|`` to the loss."""
 
     name = "l1"
+    per_member = ("lam",)
 
     def __init__(self, lam: float = 1e-5):
         self.lam = check_positive("reg.l1.lam", lam)
 
-    def penalty(self, model: nn.Module, inputs: Tensor, logits: Tensor, targets: Tensor) -> Tensor:
-        return self.lam * l1_norm(model)
+    def member_penalty(self, model: nn.Module, inputs, logits, targets, members: Members) -> Tensor:
+        norm = l1_norm(model)  # (S,)
+        return per_member(self.lam, norm) * norm

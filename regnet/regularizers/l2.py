@@ -8,7 +8,7 @@ from regnet.regularizers.base import Regularizer, check_positive
 
 
 class L2(Regularizer):
-    name = "l2"
+    name = "l2"  # only weight decay: each member of a stack hands its own to the optimizer
 
     def __init__(self, weight_decay: float = 5e-4):
         self.weight_decay = check_positive("reg.l2.weight_decay", weight_decay)

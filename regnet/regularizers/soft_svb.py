@@ -14,24 +14,29 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from regnet.regularizers.base import Regularizer, check_positive, weight_matrices
+from regnet.regularizers.base import Members, Regularizer, check_positive, member_weight_matrices, per_member
 
 
 def orthogonality_gap(w: Tensor) -> Tensor:
-    """‖G − I‖²_F with G = WᵀW (tall) or WWᵀ (wide); w: (out, in·k·k)."""
-    gram = w @ w.T if w.shape[0] < w.shape[1] else w.T @ w  # (r, r), r = min(out, in·k·k)
-    eye = torch.eye(gram.shape[0], device=w.device, dtype=w.dtype)
-    return (gram - eye).pow(2).sum()
+    """‖G − I‖²_F with G = WᵀW (tall) or WWᵀ (wide); w: (out, in·k·k) → (), or (S, out, in·k·k) → (S,)."""
+    if w.dim() == 3 and w.shape[0] == 1:  # one member: the plain 2-D product (a batched one may take another kernel)
+        return orthogonality_gap(w[0]).unsqueeze(0)
+    wt = w.transpose(-1, -2)
+    gram = w @ wt if w.shape[-2] < w.shape[-1] else wt @ w  # (..., r, r), r = min(out, in·k·k)
+    eye = torch.eye(gram.shape[-1], device=w.device, dtype=w.dtype)
+    return (gram - eye).pow(2).sum(dim=(-2, -1))
 
 
 class SoftSVB(Regularizer):
     """Adds ``lam · Σ orthogonality_gap(W)`` over every weight matrix to the loss."""
 
     name = "soft_svb"
+    per_member = ("lam",)
 
     def __init__(self, lam: float = 1e-4):
         self.lam = check_positive("reg.soft_svb.lam", lam)
 
-    def penalty(self, model: nn.Module, inputs: Tensor, logits: Tensor, targets: Tensor) -> Tensor:
-        gaps = [orthogonality_gap(w) for _, _, w in weight_matrices(model, "reg.soft_svb")]
-        return self.lam * torch.stack(gaps).sum()
+    def member_penalty(self, model: nn.Module, inputs, logits, targets, members: Members) -> Tensor:
+        gaps = [orthogonality_gap(w) for _, _, w in member_weight_matrices(model, "reg.soft_svb")]  # each (S,)
+        total = torch.stack(gaps).sum(0)
+        return per_member(self.lam, total) * total

@@ -21,15 +21,20 @@ from torch import Tensor, nn
 
 from regnet.errors import Diverged
 from regnet.models.init import orthogonal_init_
-from regnet.models.lenet5 import SparseConv2d
-from regnet.regularizers.base import Regularizer, check_positive, weight_matrices
+from regnet.regularizers.base import Regularizer, check_positive, is_sparse, member_weight_matrices, weight_matrices
 
 
 def projectable_matrices(module: nn.Module) -> list[tuple[str, nn.Module, Tensor]]:
     """``weight_matrices(module)``, each a view of its layer's weight; one-line ``ValueError`` on a sparse layer."""
-    matrices = weight_matrices(module, "reg.svb")
+    check_projectable(module)
+    return weight_matrices(module, "reg.svb")
+
+
+def check_projectable(module: nn.Module) -> list[tuple[str, nn.Module, Tensor]]:
+    """``member_weight_matrices(module)`` (S, out, in·k·k), views; one-line ``ValueError`` on a sparse layer."""
+    matrices = member_weight_matrices(module, "reg.svb")
     for name, m, _ in matrices:
-        if isinstance(m, SparseConv2d):
+        if is_sparse(m):
             raise ValueError(
                 f"reg.svb cannot bound the singular values of {name} (SparseConv2d, a convolution with fixed "
                 "unconnected kernels): the projection would connect them; use reg=soft_svb, or another model"
@@ -38,15 +43,34 @@ def projectable_matrices(module: nn.Module) -> list[tuple[str, nn.Module, Tensor
 
 
 @torch.no_grad()
+def project_members_(module: nn.Module, eps, due: list[int] | None = None) -> dict[int, str]:
+    """Clip the singular values of every weight matrix of the members ``due`` (all if None) into
+    [1/(1+ε_s), 1+ε_s], in place (Jia et al. 2017, Algorithm 1); ``eps`` a float, or a stack's (S,) float64.
+    Returns {member: its first weight with NaN/Inf entries} for the due members whose weights are not finite
+    (left as they are: their run has diverged)."""
+    matrices = check_projectable(module)  # each (S, out, in·k·k); S = 1 for an ordinary model
+    size = matrices[0][2].shape[0] if matrices else 1
+    eps = torch.as_tensor(eps, dtype=torch.float64).reshape(-1).tolist()
+    bad = {}
+    for s in range(size) if due is None else due:
+        bad_name = next((n or "weight" for n, _, w in matrices if not bool(torch.isfinite(w[s]).all())), None)
+        if bad_name is not None:
+            bad[s] = bad_name
+            continue
+        e = eps[s] if len(eps) > 1 else eps[0]
+        for _, _, w in matrices:
+            u, sv, vh = robust_svd(w[s].float())  # w[s]: (out, in·k·k)
+            sv = sv.clamp(1.0 / (1.0 + e), 1.0 + e)
+            w[s].copy_(((u * sv) @ vh).to(w.dtype))
+    return bad
+
+
 def svb_project_(module: nn.Module, eps: float) -> None:
     """Clip the singular values of every Conv/Linear weight of ``module`` into [1/(1+eps), 1+eps], in place."""
     check_positive("eps", eps, allow_zero=False)
-    for name, _, w in projectable_matrices(module):
-        if not bool(torch.isfinite(w).all()):
-            raise FloatingPointError(f"{name or 'weight'} has NaN/Inf entries: its singular values cannot be bounded")
-        u, s, vh = robust_svd(w.float())  # w: (out, in·k·k)
-        s = s.clamp(1.0 / (1.0 + eps), 1.0 + eps)
-        w.copy_(((u * s) @ vh).to(w.dtype))
+    bad = project_members_(module, eps)
+    if bad:
+        raise FloatingPointError(f"{bad[min(bad)]} has NaN/Inf entries: its singular values cannot be bounded")
 
 
 def robust_svd(w: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -71,21 +95,18 @@ def svd_gesvd(w: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 
 
 class SVBCallback(L.Callback):
-    """Projects after every ``every``-th optimizer step (when ``trainer.global_step`` has advanced to a
-    multiple of ``every``); on other batches the weights are untouched."""
+    """An ordinary run's projection (``SVB.after_step``), after every optimizer step (when
+    ``trainer.global_step`` has advanced); on other batches the weights are untouched."""
 
     def __init__(self, eps: float, every: int):
-        self.eps = eps
-        self.every = every
+        self.svb = SVB(eps, every, orthogonal_init=False)
+        self.eps, self.every = self.svb.eps, self.svb.every
         self._last_step = 0
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step
-        if step != self._last_step and step % self.every == 0:
-            try:
-                svb_project_(pl_module.model, self.eps)
-            except FloatingPointError as err:  # the step overflowed the weights: the run has diverged
-                raise Diverged(step, float("nan")) from err
+        if step != self._last_step and self.svb.after_step(pl_module.model, step):
+            raise Diverged(step, float("nan"))  # the step overflowed the weights: the run has diverged
         self._last_step = step
 
     def on_train_start(self, trainer, pl_module) -> None:
@@ -96,6 +117,7 @@ class SVB(Regularizer):
     """Orthogonal init at setup, then the projection (``svb_project_``, bound 1 + ``eps``) every ``every`` steps."""
 
     name = "svb"
+    per_member = ("eps", "every")
 
     def __init__(self, eps: float = 0.05, every: int = 600, orthogonal_init: bool = True):
         self.eps = check_positive("reg.svb.eps", eps, allow_zero=False)
@@ -106,9 +128,20 @@ class SVB(Regularizer):
 
     def setup(self, model: nn.Module) -> None:
         """Refuse a model SVB cannot bound (one line), then start it from the orthogonal init."""
-        projectable_matrices(model)
+        check_projectable(model)
         if self.orthogonal_init:
             orthogonal_init_(model)
+
+    def after_step(self, model: nn.Module, step: int, alive=None) -> list[int]:
+        """Project the members whose ``every`` divides ``step``; returns those whose weights were not finite."""
+        every = torch.as_tensor(self.every).reshape(-1).tolist()
+        users = [0] if self.users is None else self.users
+        due = [s for s in users if step % int(every[s] if len(every) > 1 else every[0]) == 0]
+        due = [s for s in due if alive is None or bool(alive[s])]
+        return sorted(project_members_(model, self.eps, due)) if due else []
+
+    def to_(self, device) -> SVB:
+        return self  # ε and ``every`` stay on the host: read there after every step, with no device sync
 
     def callbacks(self) -> list[L.Callback]:
         return [SVBCallback(self.eps, self.every)]

@@ -8,8 +8,10 @@ separate processes sharing one GPU time-slice rather than overlap. A stack makes
 members. It is a GPU feature; on a small CPU it does not pay, but it is correct (and tested) everywhere.
 
 - ``layers.py``: the wide model (grouped convolutions, batched matmuls, per-member BatchNorm and dropout);
-- ``regularizers.py``: every regularizer with per-member coefficients and generators;
+- ``regularizers.py``: the members' regularizers of each kind as one (``Regularizer.stack``): per-member
+  coefficients; the formulas are ``regnet/regularizers``' own, written once over a member axis, as the losses;
 - ``module.py``: the LightningModule (per-member losses, metrics, weight decay, clipping, divergence freeze);
+- ``loggers.py``: one logger per member behind one, and each member's view of the stack's metrics;
 - ``data.py``: each member's own batch order from the shared dataset;
 - ``train.py``: ``train_stack`` — build, fit, test, and each member's run directory;
 - ``grouping.py``: which jobs share a stack, and the one-line reason when one cannot;

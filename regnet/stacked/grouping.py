@@ -20,22 +20,15 @@ import torch
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from regnet.losses import get_loss
+from regnet.losses import LOSSES, get_loss
 from regnet.stacked.layers import stack_refusal, structure
-from regnet.stacked.regularizers import SHARED_SETTINGS, STACKABLE
 
-LOSSES = ("cross_entropy", "nll", "bce_onehot")
 OPTIMIZERS = ("torch.optim.SGD", "torch.optim.Adam")  # weight decay = grad += wd·w, applied per member
 PRECISIONS = ("32-true", "32", 32)
 
 
 def _plain(node) -> object:
     return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
-
-
-def loss_name(cfg: DictConfig) -> str:
-    """The run's loss by name (``conf/loss/<name>.yaml``, or a name in older configs)."""
-    return getattr(get_loss(cfg.loss), "name", str(cfg.loss))
 
 
 def refusal(cfg: DictConfig) -> str | None:
@@ -52,17 +45,16 @@ def refusal(cfg: DictConfig) -> str | None:
         return f"trainer.devices={_plain(devices)} / strategy={t.get('strategy', 'auto')}: a stack trains on one device"
     if t.get("precision", "32-true") not in PRECISIONS:
         return f"trainer.precision={t.precision} is not supported stacked (32-true only)"
-    loss = loss_name(cfg)
-    if loss not in LOSSES:
+    loss = getattr(get_loss(cfg.loss), "name", str(cfg.loss))
+    if loss not in LOSSES:  # every loss of regnet/losses is written over a member axis
         return f"loss={loss} has no stacked version"
     if cfg.optim._target_ not in OPTIMIZERS:
         return f"optimizer {cfg.optim._target_}: per-member weight decay is implemented for {', '.join(OPTIMIZERS)}"
     for name, reg in (cfg.reg or {}).items():
         cls = get_class(reg._target_)
-        if not issubclass(cls, STACKABLE):
-            return f"regularizer {name} ({cls.__name__}) has no stacked version"
-        if name == "label_smoothing" and loss != "cross_entropy":
-            return f"reg.label_smoothing with loss={loss}: stacked label smoothing is cross-entropy's"
+        reason = cls.why_not_stacked()
+        if reason:
+            return f"reg.{name} does not stack: {reason}"
     with torch.random.fork_rng(devices=[]):
         model = instantiate(cfg.model)
     return stack_refusal(model)
@@ -90,8 +82,8 @@ def shared_settings(cfg: DictConfig) -> dict[str, tuple]:
     """Regularizer name → (target, the settings that must agree among the members using it)."""
     out = {}
     for name, reg in (cfg.reg or {}).items():
-        keys = SHARED_SETTINGS.get(name, ())
-        out[name] = (reg._target_, *(str(reg.get(k)) for k in keys))
+        keys = get_class(reg._target_).shared
+        out[name] = (reg._target_, *(str(_plain(reg.get(k))) for k in keys))
     return out
 
 

@@ -14,7 +14,9 @@ with parameters become:
 - LeNet-5's ``Subsampling`` and ``SparseConv2d``: their per-map coefficients, masks, grouped.
 
 Every parameter and buffer is stored as ``(S, *shape in the member's model)`` under the member's own name, so
-``member_state(wide, s)`` is exactly member s's ``state_dict`` and ``load_member_(wide, s, model)`` writes one.
+``member_state(wide, s)`` is exactly member s's ``state_dict``. Layers with parameters say ``member_axis = True``
+(and the weight layers ``weight_layer = True``): the regularizers see every member's weights through them
+(``regnet.regularizers.base.member_weight_matrices``).
 A model is stacked only if every module in it is one of these, or a container whose ``forward`` was read and
 found layout-safe (``SAFE_FORWARDS``, and the models' own: the model registry says which); anything else is
 refused by :func:`stack_refusal` with one line.
@@ -45,7 +47,7 @@ def _stack(tensors: list[Tensor]) -> Tensor:
 class StackedConv2d(nn.Module):
     """S ``nn.Conv2d`` of one shape as one grouped convolution; weight (S, O, I/g, k, k), bias (S, O)."""
 
-    svb = True  # a Conv/Linear weight: SVB and soft SVB see it, as ``weight_matrices`` sees nn.Conv2d
+    member_axis = weight_layer = True  # a Conv weight per member: the regularizers' weight matrices
 
     def __init__(self, convs: list[nn.Conv2d]):
         super().__init__()
@@ -70,7 +72,7 @@ class StackedConv2d(nn.Module):
 class StackedLinear(nn.Module):
     """S ``nn.Linear`` as one batched matmul; weight (S, O, I), bias (S, O)."""
 
-    svb = True
+    member_axis = weight_layer = True
 
     def __init__(self, linears: list[nn.Linear]):
         super().__init__()
@@ -89,6 +91,8 @@ class StackedLinear(nn.Module):
 class StackedBatchNorm(nn.Module):
     """S ``BatchNorm1d``/``BatchNorm2d`` as one over S·C channels: per-member batch statistics, running
     statistics (S, C) updated in place, ``num_batches_tracked`` (S,)."""
+
+    member_axis = True
 
     def __init__(self, norms: list[nn.modules.batchnorm._BatchNorm]):
         super().__init__()
@@ -147,6 +151,8 @@ class StackedDropout(nn.Module):
 class StackedSubsampling(nn.Module):
     """S LeNet-5 ``Subsampling`` layers: tanh(coefficient · avgpool2(x) + bias) with (S, C) coefficients."""
 
+    member_axis = True
+
     def __init__(self, layers: list[Subsampling]):
         super().__init__()
         self.coefficient = nn.Parameter(_stack([m.coefficient for m in layers]))
@@ -160,7 +166,7 @@ class StackedSubsampling(nn.Module):
 class StackedSparseConv2d(nn.Module):
     """S LeNet-5 ``SparseConv2d`` as one grouped convolution with ``weight · mask``; mask (S, O, I, 1, 1)."""
 
-    svb = False  # not an nn.Conv2d: SVB and soft SVB skip it, as weight_matrices does
+    member_axis = weight_layer = True  # a weight matrix as ``weight · mask`` (SVB refuses it, soft SVB sees it)
 
     def __init__(self, convs: list[SparseConv2d]):
         super().__init__()
@@ -254,10 +260,3 @@ def structure(model: nn.Module) -> tuple:
 def member_state(wide: nn.Module, s: int) -> dict[str, Tensor]:
     """Member s's ``state_dict`` (the keys and shapes of its own model), as CPU copies."""
     return {k: v[s].detach().cpu().clone() for k, v in wide.state_dict().items()}
-
-
-@torch.no_grad()
-def load_member_(wide: nn.Module, s: int, state: dict[str, Tensor]) -> None:
-    """Write one member's ``state_dict`` into the wide model."""
-    for k, v in wide.state_dict().items():
-        v[s].copy_(state[k])

@@ -1,8 +1,10 @@
 """The LightningModule of a stack: the wide model (regnet/stacked/layers.py), each member's loss and
-regularizers (regnet/stacked/regularizers.py), per-member metrics, divergence isolation.
+regularizers (``regnet/losses`` and ``regnet/regularizers``, over the member axis), per-member metrics,
+divergence isolation.
 
-``training_step`` mirrors ``RegNetModule.training_step`` for S members at once: the returned loss is the sum
-of the members' losses, so each member's gradient is that of its own loss (members share no parameter).
+``training_step`` is ``RegNetModule.training_step`` for S members at once, calling the same loss and hooks: the
+returned loss is the sum of the members' losses, so each member's gradient is that of its own loss (members share
+no parameter).
 Per-member weight decay and gradient clipping happen in ``on_before_optimizer_step`` (clipping first, then
 ``grad += wd·w``, the order ``torch.optim.SGD``/``Adam`` apply a Trainer's clipping and their own decay).
 
@@ -13,52 +15,33 @@ its parameters and buffers are restored after every step from a snapshot; its fi
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
-from functools import partial
+from collections.abc import Callable, Sequence
 
 import lightning as L
 import torch
-import torch.nn.functional as F
-from lightning.pytorch.loggers.logger import Logger
 from torch import Tensor, nn
-from torch.func import functional_call
 
 from regnet.log import get_logger
-from regnet.module import rng_states, set_rng_states
-from regnet.stacked.regularizers import MemberRegs
+from regnet.losses import get_loss
+from regnet.regularizers.base import Members, Regularizer
+from regnet.rng import rng_states, set_rng_states
+from regnet.stacked.regularizers import has_penalty
 
 log = get_logger(__name__)
 
 STAGES = ("train", "val", "test")
-MEMBER_KEY = re.compile(r"^m(\d+)/(.*)$")
-
-
-def member_losses(name: str, logits: Tensor, y: Tensor) -> Tensor:
-    """``regnet.losses`` per member: logits (N, S, K), y (N, S) → (S,), each the mean over the batch."""
-    n, s, k = logits.shape
-    if name == "cross_entropy":
-        return F.cross_entropy(logits.reshape(n * s, k), y.reshape(-1), reduction="none").view(n, s).mean(0)
-    if name == "nll":
-        return F.nll_loss(logits.reshape(n * s, k), y.reshape(-1), reduction="none").view(n, s).mean(0)
-    if name == "bce_onehot":
-        with torch.autocast(device_type=logits.device.type, enabled=False):
-            probs = F.softmax(logits.float(), dim=-1)
-            onehot = F.one_hot(y, num_classes=k).float()
-            return F.binary_cross_entropy(probs, onehot, reduction="none").mean(dim=(0, 2))
-    raise ValueError(f"loss={name!r} has no stacked version")
 
 
 class StackedModule(L.LightningModule):
     def __init__(
         self,
         model: nn.Module,
-        regs: MemberRegs,
+        regs: Sequence[Regularizer],
         num_classes: int,
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable | None,
         scheduler_interval: str,
-        loss: str,
+        loss,
         generator_seeds: list[int],
         generator_states: list[Tensor | None],
         weight_decay: Tensor,
@@ -68,14 +51,21 @@ class StackedModule(L.LightningModule):
         top_k: tuple[int, ...] = (1, 5),
     ):
         super().__init__()
-        self.model, self.regs, self.num_classes = model, regs, num_classes
-        self.S = S = regs.S
+        self.model, self.regs, self.num_classes = model, list(regs), num_classes
+        self.S = S = len(generator_seeds)
+        self.loss_fn = get_loss(loss)
+        self.needs_input_grad = any(r.needs_input_grad for r in self.regs)
+        self.penalties = [r.name for r in self.regs if has_penalty(r)]  # logged as train/<name>
+        #: which members use each penalty (on the host, and as a mask on the device)
+        self.users = {r.name: set(r.users) for r in self.regs}
+        for r in self.regs:
+            uses = torch.tensor([s in self.users[r.name] for s in range(S)])
+            self.register_buffer(f"uses__{r.name}", uses, persistent=False)
         self.optimizer_factory, self.scheduler_factory, self.scheduler_interval = (
             optimizer,
             scheduler,
             scheduler_interval,
         )
-        self.loss_name = loss
         self.clip_val, self.clip_algorithm, self.check_every_gpu = clip_val, clip_algorithm, check_every_gpu
         self._gen_seeds, self._gen_states = list(generator_seeds), list(generator_states)
         self._generators: list[torch.Generator] | None = None
@@ -88,7 +78,7 @@ class StackedModule(L.LightningModule):
         for stage in STAGES:  # device-side sums: correct top-k counts, sample counts, loss/penalty sums
             names = ["count", "loss"] + [f"correct{k}" for k in self.topk]
             if stage == "train":
-                names += ["data_loss", *regs.penalties]
+                names += ["data_loss", *self.penalties]
             for name in names:
                 self.register_buffer(f"{stage}__{name}", torch.zeros(S, dtype=torch.float64))
         self._snapshot: dict[str, Tensor] | None = None
@@ -98,7 +88,6 @@ class StackedModule(L.LightningModule):
     # --- per-member random generators (input noise, weight noise, Jacobian projections) -------------------
     def generators(self) -> list[torch.Generator]:
         if self._generators is None:
-            self.regs.to(self.device)
             self._generators = []
             for seed, state in zip(self._gen_seeds, self._gen_states, strict=True):
                 g = torch.Generator(device=self.device)
@@ -116,21 +105,22 @@ class StackedModule(L.LightningModule):
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, y = batch  # x: (N, S, C, H, W) normalised, y: (N, S)
-        gens = self.generators()
-        x = self.regs.perturb_inputs(x.transpose(0, 1), gens).transpose(0, 1)
+        members = Members(self.S, self.generators())
+        for reg in self.regs:
+            x = reg.perturb(x, members)
         xw = self.wide_input(x)
-        if self.regs.needs_input_grad:
+        if self.needs_input_grad:
             xw = xw.detach().requires_grad_(True)
-        params = self.regs.noisy_params(self.model, gens)
-        out = functional_call(self.model, params, (xw,)) if params is not None else self.model(xw)
-        logits = out.view(len(y), self.S, -1)  # (N, S, K)
-        data_loss = member_losses(self.loss_name, logits, y)
+        out = next((o for r in self.regs if (o := r.train_forward(self.model, xw, members)) is not None), None)
+        logits = (self.model(xw) if out is None else out).view(len(y), self.S, -1)  # (N, S, K)
+        data_loss = self.loss_fn(logits, y)  # (S,)
         loss = data_loss
         n = len(y)
-        for name, value in self.regs.penalties_of(self.model, xw, logits, y, gens).items():
-            uses = self.regs.uses[name].to(value.device)
-            loss = loss + torch.where(uses, value, torch.zeros_like(value))
-            self._add("train", name, value.detach() * n)
+        for reg in self.regs:
+            value = reg.member_penalty(self.model, xw, logits, y, members)  # (S,)
+            if value is not None:
+                loss = loss + torch.where(getattr(self, f"uses__{reg.name}"), value, torch.zeros_like(value))
+                self._add("train", reg.name, value.detach() * n)
         self._add("train", "data_loss", data_loss.detach() * n)
         self._add("train", "loss", loss.detach() * n)
         self._count("train", logits.detach(), y)
@@ -182,8 +172,8 @@ class StackedModule(L.LightningModule):
         step = self.global_step + 1  # Lightning counts the step as completed only after this hook returns
         if self._snapshot is not None:
             self._restore_frozen()
-        if step != self._last_svb_step:
-            for s in self.regs.svb_project_(self.model, step, self.alive):
+        if step != self._last_svb_step:  # e.g. SVB's projection (Jia et al. 2017), for the members due
+            for s in (s for reg in self.regs for s in reg.after_step(self.model, step, self.alive)):
                 if int(self.first_bad[s]) < 0:
                     self.first_bad[s] = step
                     self.bad_loss[s] = float("nan")
@@ -233,7 +223,7 @@ class StackedModule(L.LightningModule):
         x, y = batch  # (B, C, H, W), (B,)
         logits = self.model(x.repeat(1, self.S, 1, 1) if x.dim() == 4 else x.repeat(1, self.S)).view(len(y), self.S, -1)
         ys = y.unsqueeze(1).expand(-1, self.S)
-        self._add(stage, "loss", member_losses(self.loss_name, logits, ys) * len(y))
+        self._add(stage, "loss", self.loss_fn(logits, ys) * len(y))
         self._count(stage, logits, ys)
 
     def on_validation_epoch_end(self) -> None:
@@ -251,8 +241,8 @@ class StackedModule(L.LightningModule):
         sums = {name: getattr(self, f"{stage}__{name}") for name in self._sum_names(stage)}
         for s in range(self.S):
             c = count[s]
-            for name in ("data_loss", "loss", *self.regs.penalties):
-                if name in sums and (name in ("data_loss", "loss") or bool(self.regs.uses[name][s])):
+            for name in ("data_loss", "loss", *self.penalties):
+                if name in sums and (name in ("data_loss", "loss") or s in self.users[name]):
                     values[f"m{s}/{stage}/{name}"] = (sums[name][s] / c).float()
             for k in self.topk:
                 acc = (sums[f"correct{k}"][s] / c).float()
@@ -266,7 +256,7 @@ class StackedModule(L.LightningModule):
 
     def _sum_names(self, stage: str) -> list[str]:
         names = ["loss"] + [f"correct{k}" for k in self.topk]
-        return names + (["data_loss", *self.regs.penalties] if stage == "train" else [])
+        return names + (["data_loss", *self.penalties] if stage == "train" else [])
 
     # --- checkpoints: RNG states, the members' generators and the frozen snapshot travel with them -----------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -283,14 +273,9 @@ class StackedModule(L.LightningModule):
         self._snapshot = checkpoint.get("frozen_snapshot")
         self._last_svb_step = checkpoint.get("last_svb_step", -1)
 
-    def on_test_start(self) -> None:
-        self.regs.to(self.device)
-
-    def on_validation_start(self) -> None:
-        self.regs.to(self.device)
-
     def on_fit_start(self) -> None:
-        self.regs.to(self.device)
+        for reg in self.regs:
+            reg.to_(self.device)
         if self._snapshot is not None:
             self._snapshot = {k: v.to(self.device) for k, v in self._snapshot.items()}
 
@@ -308,57 +293,4 @@ class StackedModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval}}
 
 
-class MemberLoggers(Logger):
-    """One Lightning logger per member behind one: ``m<s>/<key>`` goes to member s's logger as ``<key>``, keys
-    without a member prefix (learning rate, throughput) go to every member's."""
-
-    def __init__(self, loggers: list[Logger | None]):
-        super().__init__()
-        self.members = loggers
-
-    @property
-    def name(self) -> str:
-        return "members"
-
-    @property
-    def version(self) -> str:
-        return ""
-
-    def log_hyperparams(self, params, *args, **kwargs) -> None:
-        pass
-
-    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        shared = {k: v for k, v in metrics.items() if not MEMBER_KEY.match(k)}
-        per: dict[int, dict] = {}
-        for k, v in metrics.items():
-            m = MEMBER_KEY.match(k)
-            if m:
-                per.setdefault(int(m.group(1)), {})[m.group(2)] = v
-        for s, lg in enumerate(self.members):
-            if lg is not None and (s in per or shared):
-                lg.log_metrics({**per.get(s, {}), **shared}, step)
-
-    def save(self) -> None:
-        for lg in self.members:
-            if lg is not None:
-                lg.save()
-
-    def finalize(self, status: str) -> None:
-        for lg in self.members:
-            if lg is not None:
-                lg.finalize(status)
-
-
-def member_metrics(metrics: dict, s: int) -> dict[str, float]:
-    """Member s's view of a stacked trainer's metrics: its ``m<s>/`` keys without the prefix, plus shared ones."""
-    out = {}
-    for k, v in metrics.items():
-        m = MEMBER_KEY.match(k)
-        if m is None:
-            out[k] = float(v)
-        elif int(m.group(1)) == s:
-            out[m.group(2)] = float(v)
-    return out
-
-
-__all__ = ["MemberLoggers", "StackedModule", "member_losses", "member_metrics", "partial"]
+__all__ = ["StackedModule"]

@@ -26,7 +26,7 @@ from lightning.pytorch.callbacks import Checkpoint
 from omegaconf import DictConfig, OmegaConf
 
 from regnet.build import build
-from regnet.callbacks.checkpoint import LastCheckpoint
+from regnet.callbacks.checkpoint import LastCheckpoint, fit_metrics
 from regnet.files import replacing
 from regnet.lifecycle import RunLifecycle, TrainingFailed, checkpoint_step
 from regnet.log import get_logger
@@ -34,10 +34,10 @@ from regnet.loggers.csv import CSVLogger
 from regnet.preflight import check_seed, preflight
 from regnet.results import LAST_CHECKPOINT
 from regnet.stacked.data import StackedData
-from regnet.stacked.grouping import loss_name
 from regnet.stacked.layers import member_state, stack_models
-from regnet.stacked.module import MemberLoggers, StackedModule, member_metrics
-from regnet.stacked.regularizers import MemberRegs
+from regnet.stacked.loggers import MemberLoggers, member_metrics
+from regnet.stacked.module import StackedModule
+from regnet.stacked.regularizers import member_weight_decay, stack_regularizers
 
 log = get_logger(__name__)
 
@@ -132,14 +132,14 @@ def _train(cfgs, run_dirs, runs, stack_dir, extra_callbacks) -> list[dict[str, A
     cfg0, base = cfgs[0], datamodules[0]
     preflight(cfg0, modules[0], base)
     wide = stack_models([m.model for m in modules])
-    regs = MemberRegs([m.regularizers for m in modules])
+    regs = stack_regularizers([m.regularizers for m in modules])
     factory = modules[0].optimizer_factory
     base_wd = float(factory.keywords.get("weight_decay", 0.0)) if isinstance(factory, partial) else 0.0
     if isinstance(factory, partial) and "weight_decay" in factory.keywords:
         factory = partial(
             factory.func, *factory.args, **{k: v for k, v in factory.keywords.items() if k != "weight_decay"}
         )
-    weight_decay = torch.tensor([float(w) or base_wd for w in regs.weight_decay])
+    weight_decay = torch.tensor([float(w) or base_wd for w in member_weight_decay([m.regularizers for m in modules])])
     trainer_cfg = OmegaConf.to_container(cfg0.trainer)
     clip_val = trainer_cfg.pop("gradient_clip_val", None)
     clip_algorithm = trainer_cfg.pop("gradient_clip_algorithm", None) or "norm"
@@ -150,7 +150,7 @@ def _train(cfgs, run_dirs, runs, stack_dir, extra_callbacks) -> list[dict[str, A
         optimizer=factory,
         scheduler=modules[0].scheduler_factory,
         scheduler_interval=modules[0].scheduler_interval,
-        loss=loss_name(cfg0),
+        loss=modules[0].loss_fn,
         generator_seeds=[int(c.seed) for c in cfgs],
         generator_states=gen_states,
         weight_decay=weight_decay,
@@ -196,7 +196,7 @@ def _train(cfgs, run_dirs, runs, stack_dir, extra_callbacks) -> list[dict[str, A
         run.started(trainer, module, base, resumed_from)
     try:
         trainer.fit(module, datamodule=data, ckpt_path=ckpt_path, weights_only=not trust)
-        fit_metrics = dict(trainer.callback_metrics)
+        metrics_of_fit = fit_metrics(trainer)  # the last epoch's train/val, also when fit resumed at its end
         test_metrics = {}
         for d in trainer.test(module, datamodule=data, verbose=False, weights_only=not trust):
             test_metrics.update(d)
@@ -216,7 +216,7 @@ def _train(cfgs, run_dirs, runs, stack_dir, extra_callbacks) -> list[dict[str, A
     results = []
     for s, run in enumerate(runs):
         _write_member_checkpoint(run_dirs[s], modules[s], member_state(wide, s), trainer)
-        metrics = member_metrics(fit_metrics, s) | member_metrics(test_metrics, s)
+        metrics = member_metrics(metrics_of_fit, s) | member_metrics(test_metrics, s)
         first_bad = int(module.first_bad[s])
         if first_bad >= 0:
             loss = float(module.bad_loss[s])
