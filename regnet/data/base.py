@@ -139,7 +139,6 @@ class ImageDataModule(L.LightningDataModule):
         self.download, self.on_device, self.pad, self.seed = download, on_device, pad, seed
         self.mean, self.std = mean, std
         self.augment = preset(augment) if isinstance(augment, str) else augment or Augmentation()
-        self._augment_step = 0  # training batches augmented so far: seeds the per-batch generator
         self.image_size = native.image_size + 2 * pad
         self.splits: dict[str, tuple[Tensor, Tensor]] = {}
 
@@ -233,8 +232,7 @@ class ImageDataModule(L.LightningDataModule):
         images, labels = batch
         if not self.augment or self.trainer is None or not self.trainer.training:
             return self.normalize(images), labels
-        g = make_generator(images.device, self.seed, self._augment_step, self.trainer.global_rank)
-        self._augment_step += 1
+        g = make_generator(images.device, self.seed, augment_index(self.trainer), self.trainer.global_rank)
         x = self.augment.before_normalization(images.float() / 255.0, g)  # [0, 1] images, zero fill
         return self.augment.after_normalization(normalize(x, self._mean, self._std), g), labels
 
@@ -242,6 +240,14 @@ class ImageDataModule(L.LightningDataModule):
     def pixel_stats(self) -> dict:
         """Normalisation constants, so analysis can map ε in pixel units into the model's input space."""
         return {"mean": list(self.mean), "std": list(self.std)}
+
+
+def augment_index(trainer: L.Trainer) -> int:
+    """The training batch being augmented, counted over the whole fit from 0: it seeds the batch's augmentation
+    generator. Lightning's own count of the batches taken before this one (``batch_progress.total.ready``, counted
+    after the batch's transfer) travels in every checkpoint, so a resumed run draws the augmentations an
+    uninterrupted one draws (a counter of this module's own started from 0 again after a restart)."""
+    return trainer.fit_loop.epoch_loop.batch_progress.total.ready
 
 
 def missing(name: str, root: Path, expected: str, hint: str = "") -> DatasetNotFoundError:

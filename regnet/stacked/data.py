@@ -3,7 +3,8 @@
 Training batches are ``(images (N, S, C, H, W), labels (N, S))``: member s's column is exactly the batch its
 separate run would draw at that step (``TensorBatches`` with the member's ``data.seed``, the same epoch, the
 same resume point), gathered for all members in one indexing op. Augmentation, if any, uses each member's
-own per-batch generator (``augment.make_generator`` with its seed and step). Evaluation batches are shared.
+own per-batch generator (``augment.make_generator`` with its seed and the batch's index, ``augment_index``).
+Evaluation batches are shared.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 from torch import Tensor
 
 from regnet.augment import make_generator
-from regnet.data.base import ImageDataModule, normalize
+from regnet.data.base import ImageDataModule, augment_index, normalize
 from regnet.data.batches import TensorBatches
 
 
@@ -83,7 +84,7 @@ class StackedData(L.LightningDataModule):
         n, S = images.shape[:2]
         if not b.augment:
             return normalize(images.flatten(0, 1), b._mean, b._std).view(n, S, *images.shape[2:]), labels
-        step = self.trainer.global_step  # = the separate run's count of augmented batches (no accumulation)
+        step = augment_index(self.trainer)  # the batch's index in the fit, as its separate run's
         out = []
         for s, seed in enumerate(self.seeds):  # each member's own per-batch generator, as its separate run's
             g = make_generator(images.device, seed, step, 0)
