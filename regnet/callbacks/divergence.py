@@ -14,6 +14,15 @@ import torch
 from regnet.errors import Diverged
 
 
+def record_divergence_(first_bad: torch.Tensor, bad_loss: torch.Tensor, loss: torch.Tensor, step: int) -> None:
+    """Where ``loss`` (() for a run, (S,) for a stack's members) is not finite and no bad step is recorded yet,
+    record ``step`` in ``first_bad`` (-1 while finite) and the loss in ``bad_loss``: in place, on the device, no
+    host sync. The one rule an ordinary run (``DivergenceCheck``) and a stack (``StackedModule``) share."""
+    newly_bad = ~torch.isfinite(loss) & (first_bad < 0)
+    first_bad.copy_(torch.where(newly_bad, torch.full_like(first_bad, step), first_bad))
+    bad_loss.copy_(torch.where(newly_bad, loss.to(bad_loss.dtype), bad_loss))
+
+
 class DivergenceCheck(L.Callback):
     def __init__(self, check_every_gpu: int = 20):
         self.check_every_gpu = check_every_gpu
@@ -28,9 +37,7 @@ class DivergenceCheck(L.Callback):
         if self._first_bad is None or self._first_bad.device != loss.device:
             self._first_bad = torch.full((), -1, dtype=torch.long, device=loss.device)
             self._bad_loss = torch.zeros((), dtype=loss.dtype, device=loss.device)
-        newly_bad = (~torch.isfinite(loss)) & (self._first_bad < 0)
-        self._first_bad = torch.where(newly_bad, torch.full_like(self._first_bad, trainer.global_step), self._first_bad)
-        self._bad_loss = torch.where(newly_bad, loss, self._bad_loss)
+        record_divergence_(self._first_bad, self._bad_loss, loss, trainer.global_step)
         every = 1 if loss.device.type == "cpu" else self.check_every_gpu
         if trainer.global_step % every == 0:
             self._raise_if_bad()

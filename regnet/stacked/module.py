@@ -21,6 +21,7 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
+from regnet.callbacks.divergence import record_divergence_
 from regnet.log import get_logger
 from regnet.losses import get_loss
 from regnet.regularizers.base import Members, Regularizer
@@ -124,13 +125,8 @@ class StackedModule(L.LightningModule):
         self._add("train", "data_loss", data_loss.detach() * n)
         self._add("train", "loss", loss.detach() * n)
         self._count("train", logits.detach(), y)
-        finite = torch.isfinite(loss.detach())
-        newly_bad = ~finite & (self.first_bad < 0)
-        self.first_bad.copy_(
-            torch.where(newly_bad, torch.full_like(self.first_bad, self.global_step + 1), self.first_bad)
-        )
-        self.bad_loss.copy_(torch.where(newly_bad, loss.detach().to(self.bad_loss.dtype), self.bad_loss))
-        self._step_ok = self.alive & finite
+        record_divergence_(self.first_bad, self.bad_loss, loss.detach(), self.global_step + 1)  # as DivergenceCheck
+        self._step_ok = self.alive & torch.isfinite(loss.detach())
         return torch.where(self._step_ok, loss, torch.zeros_like(loss)).sum()
 
     def _add(self, stage: str, name: str, value: Tensor) -> None:
