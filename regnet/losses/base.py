@@ -26,4 +26,18 @@ def batch_mean(loss: Callable[..., Tensor], outputs: Tensor, targets: Tensor) ->
     return per_sample.view(n, s, -1).mean(dim=(0, 2))
 
 
-__all__ = ["batch_mean"]
+class BatchMeanLoss:
+    """A loss given by its per-sample function ``per_sample(outputs, targets, reduction=...)`` (:func:`batch_mean`)."""
+
+    name: str = ""
+    per_sample: Callable[..., Tensor]
+
+    def __call__(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        """outputs (N, C) or (N, S, C); targets (N,)/(N, S) int64 or (N, C)/(N, S, C) probabilities; () or (S,)."""
+        return batch_mean(type(self).per_sample, outputs, targets)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+__all__ = ["BatchMeanLoss", "batch_mean"]

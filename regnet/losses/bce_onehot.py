@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from regnet.losses.base import batch_mean
+from regnet.losses.base import BatchMeanLoss
 
 
 def bce_onehot(logits: Tensor, targets: Tensor, reduction: str = "mean") -> Tensor:
@@ -27,12 +27,6 @@ def bce_onehot(logits: Tensor, targets: Tensor, reduction: str = "mean") -> Tens
         return F.binary_cross_entropy(probs, q, reduction=reduction)
 
 
-class BCEOneHot:
+class BCEOneHot(BatchMeanLoss):
     name = "bce_onehot"
-
-    def __call__(self, logits: Tensor, targets: Tensor) -> Tensor:
-        """logits (N, C) or (N, S, C); targets (N,)/(N, S) int64 or probabilities; () or (S,)."""
-        return batch_mean(bce_onehot, logits, targets)
-
-    def __repr__(self) -> str:
-        return "BCEOneHot()"
+    per_sample = bce_onehot

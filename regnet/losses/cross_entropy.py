@@ -4,17 +4,10 @@ distribution). The loss of hoffman2019_mnist, cifar100_resnet18 and mnist_small_
 from __future__ import annotations
 
 import torch.nn.functional as F
-from torch import Tensor
 
-from regnet.losses.base import batch_mean
+from regnet.losses.base import BatchMeanLoss
 
 
-class CrossEntropy:
+class CrossEntropy(BatchMeanLoss):
     name = "cross_entropy"
-
-    def __call__(self, logits: Tensor, targets: Tensor) -> Tensor:
-        """logits (N, C) or (N, S, C); targets (N,)/(N, S) int64 or (N, C)/(N, S, C) probabilities; () or (S,)."""
-        return batch_mean(F.cross_entropy, logits, targets)
-
-    def __repr__(self) -> str:
-        return "CrossEntropy()"
+    per_sample = F.cross_entropy  # logits (M, C); targets (M,) int64 or (M, C) probabilities

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
-from regnet.losses.base import batch_mean
+from regnet.losses.base import BatchMeanLoss
 
 
 def nll(log_probs: Tensor, targets: Tensor, reduction: str = "mean") -> Tensor:
@@ -21,12 +21,6 @@ def nll(log_probs: Tensor, targets: Tensor, reduction: str = "mean") -> Tensor:
     return per_sample.mean() if reduction == "mean" else per_sample
 
 
-class NLL:
+class NLL(BatchMeanLoss):
     name = "nll"
-
-    def __call__(self, log_probs: Tensor, targets: Tensor) -> Tensor:
-        """log_probs (N, C) or (N, S, C); targets (N,)/(N, S) int64 or probabilities; () or (S,)."""
-        return batch_mean(nll, log_probs, targets)
-
-    def __repr__(self) -> str:
-        return "NLL()"
+    per_sample = nll

@@ -180,6 +180,24 @@ class Regularizer:
         return f"{type(self).__name__}({fields})"
 
 
+class WeightPenalty(Regularizer):
+    """λ_s · m_s: a measure m (S,) of each member's weights (``measure``) times its coefficient ``lam`` (L1, soft
+    SVB)."""
+
+    per_member = ("lam",)
+
+    def __init__(self, lam: float):
+        self.lam = check_positive(f"reg.{self.name}.lam", lam)
+
+    def measure(self, model: nn.Module) -> Tensor:
+        """(S,), one value per member; S = 1 for an ordinary model."""
+        raise NotImplementedError
+
+    def member_penalty(self, model: nn.Module, inputs, logits, targets, members: Members) -> Tensor:
+        value = self.measure(model)
+        return per_member(self.lam, value) * value
+
+
 def check_positive(name: str, value: float, *, allow_zero: bool = True) -> float:
     """One-line error for a bad hyper-parameter (negative, or zero where not allowed)."""
     ok = value >= 0 if allow_zero else value > 0
@@ -270,6 +288,7 @@ __all__ = [
     "WEIGHT_LAYERS",
     "Members",
     "Regularizer",
+    "WeightPenalty",
     "check_composition",
     "check_positive",
     "member_weight_matrices",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from regnet.regularizers.base import Members, Regularizer, check_positive, member_weight_matrices, per_member
+from regnet.regularizers.base import WeightPenalty, member_weight_matrices
 
 
 def l1_norm(model: nn.Module, regularizer: str = "reg.l1") -> Tensor:
@@ -18,15 +18,13 @@ def l1_norm(model: nn.Module, regularizer: str = "reg.l1") -> Tensor:
     return torch.stack([w.abs().flatten(1).sum(1) for _, _, w in member_weight_matrices(model, regularizer)]).sum(0)
 
 
-class L1(Regularizer):
+class L1(WeightPenalty):
     """Adds ``lam · Σ|w|`` to the loss."""
 
     name = "l1"
-    per_member = ("lam",)
 
     def __init__(self, lam: float = 1e-5):
-        self.lam = check_positive("reg.l1.lam", lam)
+        super().__init__(lam)
 
-    def member_penalty(self, model: nn.Module, inputs, logits, targets, members: Members) -> Tensor:
-        norm = l1_norm(model)  # (S,)
-        return per_member(self.lam, norm) * norm
+    def measure(self, model: nn.Module) -> Tensor:
+        return l1_norm(model)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from regnet.regularizers.base import Members, Regularizer, check_positive, member_weight_matrices, per_member
+from regnet.regularizers.base import WeightPenalty, member_weight_matrices
 
 
 def orthogonality_gap(w: Tensor) -> Tensor:
@@ -27,16 +27,14 @@ def orthogonality_gap(w: Tensor) -> Tensor:
     return (gram - eye).pow(2).sum(dim=(-2, -1))
 
 
-class SoftSVB(Regularizer):
+class SoftSVB(WeightPenalty):
     """Adds ``lam · Σ orthogonality_gap(W)`` over every weight matrix to the loss."""
 
     name = "soft_svb"
-    per_member = ("lam",)
 
     def __init__(self, lam: float = 1e-4):
-        self.lam = check_positive("reg.soft_svb.lam", lam)
+        super().__init__(lam)
 
-    def member_penalty(self, model: nn.Module, inputs, logits, targets, members: Members) -> Tensor:
+    def measure(self, model: nn.Module) -> Tensor:
         gaps = [orthogonality_gap(w) for _, _, w in member_weight_matrices(model, "reg.soft_svb")]  # each (S,)
-        total = torch.stack(gaps).sum(0)
-        return per_member(self.lam, total) * total
+        return torch.stack(gaps).sum(0)
