@@ -92,6 +92,34 @@ def tv_records(
     return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()), images
 
 
+def attack_rows(
+    module,
+    datamodule,
+    results: dict[str, Any],
+    device: str,
+    attacks: Sequence[str],
+    eps: Sequence[float],
+    n_test: int | None,
+    **settings: Any,
+) -> list[dict]:
+    """One loaded run (:func:`regnet.analysis.runs.load_run`) attacked: accuracy (%) under each attack and ε on
+    the first ``n_test`` test images (pixel space, through the run's recorded normalisation), then the exact mean
+    ‖J‖_F on the same images (``attack = jacobian_fro``). ``settings``: seed, pgd_steps, pgd_step_size,
+    pgd_random_start, square_queries, as :func:`regnet.analysis.attacks.attack_accuracy` takes them."""
+    norm = results.get("normalization") or {"mean": list(datamodule.mean), "std": list(datamodule.std)}
+    model = PixelModel(module.model, norm["mean"], norm["std"]).to(device).eval()
+    x, y = test_inputs(datamodule, n_test)
+    out = []
+    for attack in attacks:
+        for r in attack_accuracy(model, x, y, attack, eps, **settings):
+            bound = r["acc_bound"]
+            out.append(r | {"acc": 100.0 * r["acc"], "acc_bound": None if bound is None else 100.0 * bound})
+    j = jacobian_norms(module.model, normalize(x, norm["mean"], norm["std"]))
+    return out + [
+        {"attack": "jacobian_fro", "eps": None, "acc": None, "jacobian_fro": float(j.mean()), "n_test": len(x)}
+    ]
+
+
 def robustness_records(
     sweep: Sweep,
     attacks: Sequence[str] = ("fgsm", "pgd", "noise"),
@@ -114,24 +142,12 @@ def robustness_records(
     params = {"attacks": list(attacks), "eps": [float(e) for e in eps], "n_test": n_test,
               "pgd_steps": pgd_steps, "seed": seed, "pgd_step_size": pgd_step_size,
               "pgd_random_start": pgd_random_start, "square_queries": square_queries}  # fmt: skip
+    settings = {k: params[k] for k in ("seed", "pgd_steps", "pgd_step_size", "pgd_random_start", "square_queries")}
     for run, notes in _each_run(sweep, f"robustness on {device},", verbose):
 
         def compute(run=run) -> list[dict]:
             module, dm, results = load_run(run.run_dir, device, data_root, sweep.trust_checkpoints)
-            norm = results.get("normalization") or {"mean": list(dm.mean), "std": list(dm.std)}
-            model = PixelModel(module.model, norm["mean"], norm["std"]).to(device).eval()
-            x, y = test_inputs(dm, n_test)
-            out = []
-            for attack in attacks:
-                for r in attack_accuracy(model, x, y, attack, eps, seed=seed, pgd_steps=pgd_steps,
-                                         pgd_step_size=pgd_step_size, pgd_random_start=pgd_random_start,
-                                         square_queries=square_queries):  # fmt: skip
-                    bound = r["acc_bound"]
-                    out.append(r | {"acc": 100.0 * r["acc"], "acc_bound": None if bound is None else 100.0 * bound})
-            j = jacobian_norms(module.model, normalize(x, norm["mean"], norm["std"]))
-            return out + [
-                {"attack": "jacobian_fro", "eps": None, "acc": None, "jacobian_fro": float(j.mean()), "n_test": len(x)}
-            ]
+            return attack_rows(module, dm, results, device, attacks, eps, n_test, **settings)
 
         run_rows = _cached_run(sweep, run, notes, cache_dir, "robustness", params, compute)
         if run_rows is None:

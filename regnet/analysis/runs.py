@@ -198,12 +198,18 @@ def run_config(run_dir: str | Path, results: dict[str, Any] | None = None) -> Di
 
 
 def load_run(
-    run_dir: str | Path, device: str | torch.device | None = None, data_root: str | None = None, trust: bool = False
+    run_dir: str | Path,
+    device: str | torch.device | None = None,
+    data_root: str | None = None,
+    trust: bool = False,
+    ckpt_path: str | Path | None = None,
+    opt_in: str = OPT_IN,
 ):
     """(RegNetModule in eval mode on ``device`` (default: a GPU if there is one), datamodule set up for testing on
     the CPU, results dict).
 
-    Rebuilds the run with ``regnet.build.build`` from its config and loads ``checkpoints/last.ckpt``.
+    Rebuilds the run with ``regnet.build.build`` from its config and loads ``checkpoints/last.ckpt`` (or
+    ``ckpt_path``, another checkpoint of the same model; ``opt_in`` names the caller's trust switch in a refusal).
     ``data_root`` overrides ``data.root`` (e.g. when the run was trained on another machine). The checkpoint
     loads weights-only unless ``trust``; one that needs more is refused (UnloadableRunError naming the file).
     Raises UnloadableRunError (one line) when the config, the model or the checkpoint cannot be read; the
@@ -214,7 +220,7 @@ def load_run(
     results_path = run_dir / RESULTS
     results = json.loads(results_path.read_text()) if results_path.is_file() else {}
     cfg = run_config(run_dir, results)  # UnloadableRunError without a config
-    ckpt = run_dir / LAST_CHECKPOINT
+    ckpt = Path(ckpt_path) if ckpt_path is not None else run_dir / LAST_CHECKPOINT  # another of the run's checkpoints
     if not ckpt.is_file():
         raise UnloadableRunError(
             f"{ckpt} is missing: the run has no checkpoint to analyse (train it, or drop it from the sweep)"
@@ -228,7 +234,7 @@ def load_run(
     except Exception as e:  # noqa: BLE001 — any error of the run's own config: this run is skipped, not the analysis
         raise UnloadableRunError(f"the model cannot be rebuilt from the run's config: {squeeze(e)}") from e
     try:
-        state = load_checkpoint(ckpt, trust=trust, opt_in=OPT_IN)["state_dict"]
+        state = load_checkpoint(ckpt, trust=trust, opt_in=opt_in)["state_dict"]
         missing = [k for k in module.load_state_dict(state, strict=False).missing_keys if k.startswith("model.")]
     except Exception as e:  # noqa: BLE001 — truncated, foreign or mismatched checkpoint
         raise UnloadableRunError(f"{ckpt} cannot be loaded: {squeeze(e)}") from e
