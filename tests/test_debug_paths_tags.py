@@ -30,7 +30,7 @@ def test_every_debug_preset_is_tested():
     assert DEBUG == ["fast_dev_run", "limit", "overfit", "profiler"]
 
 
-@pytest.mark.parametrize("preset", DEBUG)
+@pytest.mark.parametrize("preset", [pytest.param(p, marks=pytest.mark.slow) if p == "overfit" else p for p in DEBUG])
 def test_each_debug_preset_composes_and_runs(preset, data_root, tmp_path):
     """Each preset alone (no step limits from the test) makes the default 250-epoch config a run of seconds, in
     the debug folder, retrained every time; and does what its name says."""
@@ -58,6 +58,13 @@ def test_each_debug_preset_composes_and_runs(preset, data_root, tmp_path):
         losses = train_losses(run_dir)
         assert len(losses) == 30 and losses[-1] < 0.5 * losses[0]
         assert results["metrics"]["train/acc"] > 0.9  # on 48 images of noise: memorised, not learnt
+
+
+def test_a_debug_preset_refines_a_study_and_keeps_it_out_of_the_study_folder():
+    cfg = compose_cfg(["experiment=hoffman2019_mnist", "variant=jacobi", "debug=limit"])
+    assert cfg.task_name == "debug" and cfg.force is True  # not outputs/hoffman2019_mnist/, which analysis reads
+    assert cfg.trainer.limit_train_batches == 10 and cfg.trainer.max_epochs == 2
+    assert cfg.variant == "jacobi" and "jacobian" in cfg.reg and cfg.data._target_.endswith("MNIST")
 
 
 def test_paths_default_to_where_things_went_before(monkeypatch):
