@@ -73,6 +73,7 @@ def compose_eval(argv: list[str]) -> DictConfig:
 def check_settings(cfg: DictConfig) -> None:
     """The attack settings, before any file is read: one line naming the bad value and what is accepted."""
     from regnet.analysis.attacks import ATTACKS
+    from regnet.analyze import check_device
 
     for attack in cfg.attacks:
         if attack not in ATTACKS:
@@ -80,6 +81,11 @@ def check_settings(cfg: DictConfig) -> None:
     for eps in cfg.eps:
         if isinstance(eps, bool) or not isinstance(eps, (int, float)) or eps < 0:
             raise ValueError(f"eps: {eps!r} is invalid: ε is an L∞ radius in pixel units, a number ≥ 0 (eps=[0,0.05])")
+    if cfg.device is not None:
+        try:
+            check_device(str(cfg.device))
+        except ValueError as err:  # analyze's flag is --device; here the key is device=
+            raise ValueError(str(err).replace("--device ", "device=")) from None
     n = cfg.n_test
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
         raise ValueError(f"n_test={n!r} is invalid: a positive number of test images, or null for all of them")

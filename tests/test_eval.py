@@ -113,6 +113,7 @@ def test_path_values_are_quoted_for_hydra():
         ("nothing", "nothing to evaluate"),
         ("unknown_attack", "attacks: 'pgdd' is unknown"),
         ("typo_key", "unknown config key 'atacks'"),
+        ("bad_device", "device=cuda:99 is unavailable"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2_and_writes_nothing(case, expected, run_copy, data_root, capsys, monkeypatch):
@@ -127,6 +128,7 @@ def test_bad_input_is_one_line_and_exit_2_and_writes_nothing(case, expected, run
         "nothing": [],
         "unknown_attack": [str(run_copy), "attacks=[pgdd]"],
         "typo_key": [str(run_copy), "atacks=[pgd]"],
+        "bad_device": [str(run_copy), "device=cuda:99"],
     }[case]
     before = snapshot(run_copy.parent)
     code, out, err = run_eval(args, capsys, monkeypatch, data_root)
