@@ -33,6 +33,9 @@ def options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF / group).glob("*.yaml") if not p.stem.startswith("_"))
 
 
+SUBMITIT_LAUNCHERS = {"submitit_slurm": "slurm", "submitit_local": "submitit_cpu"}  # its configs: our presets
+
+
 def root_cause(err: BaseException) -> BaseException:
     """The innermost exception: Hydra's InstantiationException wraps the constructor's own error."""
     while err.__cause__ is not None and type(err).__name__ in ("InstantiationException", "ConfigCompositionException"):
@@ -62,6 +65,11 @@ def one_line(err: BaseException) -> str:
     if missing:
         group, name = missing.groups()
         group = group.removeprefix("hydra/config/") if group.startswith("hydra/config/") else group
+        if group == "hydra/launcher" and name in SUBMITIT_LAUNCHERS:  # the base config of our preset is missing
+            return (
+                f"hydra/launcher={SUBMITIT_LAUNCHERS[name]} needs hydra-submitit-launcher, which is not installed: "
+                "pip install 'regnet[slurm]'"
+            )
         listed = re.search(r"Available options in '[^']+':\n((?:\t.*\n?)+)", text)
         available = [o for o in listed.group(1).split() if not o.startswith("_")] if listed else options(group)
         shown = group.split("/")[-1] if not group.startswith("hydra/") else group

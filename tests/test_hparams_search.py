@@ -1,6 +1,7 @@
-"""Optuna searches (hydra-optuna-sweeper): every trial an ordinary run, the study in SQLite under the sweep
-directory so that an interrupted search resumes, the best parameters in optimization_results.yaml; the
-objective a validation metric, never the test set."""
+"""Optuna searches (regnet's own sweeper over Optuna's ask/tell API): every trial an ordinary run on the configured
+launcher, the study in a real SQLite storage under the sweep directory so that an interrupted search resumes, failed
+trials recorded with their reason, pruning on the per-epoch validation metric, the best parameters in
+optimization_results.yaml; the objective a validation metric, never the test set."""
 
 from __future__ import annotations
 
@@ -11,11 +12,15 @@ import optuna
 import pytest
 from omegaconf import OmegaConf
 
+from regnet.cli import cli
 from regnet.hparams_search import objective_value
+from regnet.hparams_search.space import search_space
+from regnet.hparams_search.sweeper import SearchFailed, make_pruner, make_sampler
 from regnet.train import main, train
 from tests.conftest import compose_cfg, tiny
 
 LAM = "reg.jacobian.lam"
+STUDY = "hoffman2019_mnist_jacobian_lam"
 
 
 def run_cli(monkeypatch, *args: str) -> None:
@@ -103,3 +108,105 @@ def test_objective_is_the_configured_metric_and_its_absence_an_error():
     with pytest.raises(ValueError, match="data.val_fraction"):
         objective_value(cfg, {"status": "completed", "metrics": {"test/acc": 0.9}})
     assert objective_value(cfg, {"status": "running elsewhere"}) is None
+
+
+def search_args(data_root, sweep, *extra: str) -> list[str]:
+    return ["hparams_search=jacobian_lam", f"data.root={data_root}", *tiny(), f"hydra.sweep.dir={sweep}", *extra]
+
+
+def test_failed_trials_are_recorded_with_their_reason_and_the_search_goes_on(data_root, tmp_path, monkeypatch, capsys):
+    """Trial 0 stops before its first validation (trainer.max_steps=2 of 3 batches): no objective, FAIL with that
+    reason; trial 1 trains its epoch and completes; the last line counts the failure."""
+    sweep = tmp_path / "search"
+    sweep.mkdir()
+    storage = f"sqlite:///{sweep / 'optuna.db'}"
+    study = optuna.create_study(study_name=STUDY, storage=storage, direction="maximize")
+    study.enqueue_trial({LAM: 0.01, "trainer.max_steps": 2})
+    study.enqueue_trial({LAM: 0.02, "trainer.max_steps": -1})
+    run_cli(monkeypatch, *search_args(data_root, sweep, "trainer.max_steps=choice(2,-1)", "hydra.sweeper.n_trials=2"))
+
+    study = optuna.load_study(study_name=STUDY, storage=storage)
+    failed, done = study.trials
+    assert (failed.state.name, done.state.name) == ("FAIL", "COMPLETE")
+    assert failed.params == {LAM: 0.01, "trainer.max_steps": 2}
+    assert "objective=val/acc is not among the run's metrics" in failed.user_attrs["fail_reason"]
+    assert "trainer.max_steps" in failed.user_attrs["fail_reason"]
+    assert done.value == trial_runs(sweep)[0.02]["metrics"]["val/acc"]
+    best = OmegaConf.load(sweep / "optimization_results.yaml")
+    assert best.best_params[LAM] == 0.02 and best.n_failed == 1 and best.n_complete == 1
+    assert "val/acc" in best.failed[0]
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "2 trials, 1 complete, 0 pruned, 1 failed" in last and "best val/acc" in last
+
+
+def test_a_search_without_a_completed_trial_says_so_in_one_line_and_exits_1(data_root, tmp_path, monkeypatch, capsys):
+    """The issue's command, shrunk: every trial stops before validation; the search ends in one line, exit 1."""
+    sweep = tmp_path / "search"
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    monkeypatch.delenv("REGNET_FULL_ERROR", raising=False)
+    args = search_args(data_root, sweep, "trainer.max_steps=2", "hydra.sweeper.n_trials=2")
+    monkeypatch.setattr(sys, "argv", ["regnet.train", "-m", *args])
+    with pytest.raises(SystemExit) as exit_:
+        cli(main)
+    assert exit_.value.code == 1
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("regnet: search hoffman2019_mnist_jacobian_lam: 2 trials, 0 complete, 0 pruned, 2 failed")
+    assert "no trial completed" in last and "val/acc" in last
+    study = optuna.load_study(study_name=STUDY, storage=f"sqlite:///{sweep / 'optuna.db'}")
+    assert [t.state.name for t in study.trials] == ["FAIL", "FAIL"]
+    assert OmegaConf.load(sweep / "optimization_results.yaml").n_failed == 2
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
+    with pytest.raises(SearchFailed):  # run again: the search is complete (2 of 2), nothing trains
+        run_cli(monkeypatch, *args)
+    assert len(optuna.load_study(study_name=STUDY, storage=f"sqlite:///{sweep / 'optuna.db'}").trials) == 2
+
+
+def test_pruning_on_the_validation_metric_across_a_process_boundary(data_root, tmp_path, monkeypatch):
+    """Trials on submitit's local executor (another process) report val/acc per epoch to the study; a pruner that
+    prunes any value (ThresholdPruner, lower=1.01) stops the run after its first epoch of 3 and the trial is PRUNED;
+    a search with no completed trial fails."""
+    sweep = tmp_path / "search"
+    args = search_args(data_root, sweep, "trainer.max_epochs=3", "hydra.sweeper.n_trials=1",
+                       "hydra/launcher=submitit_cpu", "hydra.sweeper.pruner.name=threshold",
+                       "+hydra.sweeper.pruner.lower=1.01")  # fmt: skip
+    with pytest.raises(SearchFailed, match="1 trials, 0 complete, 1 pruned, 0 failed: no trial completed$"):
+        run_cli(monkeypatch, *args)
+    (trial,) = optuna.load_study(study_name=STUDY, storage=f"sqlite:///{sweep / 'optuna.db'}").trials
+    (run,) = trial_runs(sweep).values()
+    assert trial.state.name == "PRUNED" and trial.user_attrs["pruned"].startswith("epoch 0: val/acc=")
+    assert trial.intermediate_values == {0: pytest.approx(run["metrics"]["val/acc"])}
+    assert run["epochs"] == 1 and run["max_epochs"] == 3  # stopped early, then tested as usual
+
+
+def test_search_space_from_hydra_sweep_syntax():
+    params = {LAM: "tag(log, interval(1e-4, 1.0))", "optim.lr": "interval(0.01, 0.1)"}
+    space, fixed = search_space(params, ["data.batch_size=range(16, 65, 16)", "model=lenet,small_cnn", "seed=3",
+                                         "optim.momentum=interval(0, 1)", "optim.lr=0.05"])  # fmt: skip
+    assert space[LAM] == optuna.distributions.FloatDistribution(1e-4, 1.0, log=True)
+    assert space["data.batch_size"] == optuna.distributions.IntDistribution(16, 64, step=16)
+    assert space["model"] == optuna.distributions.CategoricalDistribution(["lenet", "small_cnn"])
+    assert space["optim.momentum"] == optuna.distributions.FloatDistribution(0.0, 1.0)  # Hydra's interval: floats
+    assert "optim.lr" not in space and fixed == ["seed=3", "optim.lr=0.05"]  # the command line wins
+
+
+@pytest.mark.parametrize("name", ["tpe", "random", "cmaes"])
+def test_samplers_search_the_space(name):
+    """TPE (default), random and CMA-ES each propose values inside the space through ask/tell."""
+    sampler = make_sampler({"name": name, "seed": 0})
+    assert type(sampler).__name__ == {"tpe": "TPESampler", "random": "RandomSampler", "cmaes": "CmaEsSampler"}[name]
+    study = optuna.create_study(sampler=sampler, direction="maximize")
+    space = {"x": optuna.distributions.FloatDistribution(-1.0, 1.0), "n": optuna.distributions.IntDistribution(1, 8)}
+    for _ in range(12):
+        trial = study.ask(fixed_distributions=space)
+        study.tell(trial, -((trial.params["x"] - 0.5) ** 2) + trial.params["n"] / 100)
+    assert all(-1 <= t.params["x"] <= 1 and 1 <= t.params["n"] <= 8 for t in study.trials)
+    assert len({t.params["x"] for t in study.trials}) == 12
+
+
+def test_unknown_sampler_or_pruner_is_one_line():
+    with pytest.raises(ValueError, match="sampler.name=grid is unknown: use one of tpe, random, cmaes"):
+        make_sampler({"name": "grid"})
+    with pytest.raises(ValueError, match="pruner.name=early is unknown"):
+        make_pruner({"name": "early"})
+    assert make_pruner({"name": "none"}) is None
+    assert type(make_pruner({"name": "median", "n_warmup_steps": 2})).__name__ == "MedianPruner"

@@ -87,6 +87,31 @@ def test_slurm_preset_overridable():
     assert launcher.mem_gb and launcher.cpus_per_task
 
 
+@pytest.mark.parametrize("preset", ["slurm", "submitit_cpu"])
+def test_submitit_presets_without_the_slurm_extra_fail_in_one_line(preset, tmp_path):
+    """hydra-submitit-launcher is the ``slurm`` extra: without it (its plugin unimportable) the presets end in one
+    line naming the extra, exit 2, nothing written."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    code = (
+        "import sys; sys.modules['hydra_plugins.hydra_submitit_launcher'] = None\n"  # as if not installed
+        f"sys.argv = ['regnet.train', '-m', 'hydra/launcher={preset}', 'hydra.sweep.dir={tmp_path / 'sweep'}']\n"
+        "from regnet.cli import cli; from regnet.train import main; cli(main)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("HYDRA_FULL_ERROR", None)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"regnet: hydra/launcher={preset} needs hydra-submitit-launcher, which is not installed: "
+        "pip install 'regnet[slurm]'"
+    ]
+    assert not (tmp_path / "sweep").exists()
+
+
 @pytest.mark.slow
 def test_ddp_matches_single_process_with_jacobian_and_svb(data_root, tmp_path):
     """Two CPU processes (gloo) write one result and log each epoch once, not once per rank. 2 ranks × batch 8

@@ -1,4 +1,4 @@
-"""Hyper-parameter searches over a study (``conf/hparams_search/``): Optuna, through hydra-optuna-sweeper.
+"""Hyper-parameter searches over a study (``conf/hparams_search/``): Optuna, through regnet's own sweeper.
 
     python -m regnet.train -m hparams_search=jacobian_lam        # λ of the Jacobian penalty, max val/acc
     python -m regnet.train -m hparams_search=jacobian_lam_pgd    # the same λ, max val/pgd_acc
@@ -7,7 +7,7 @@ Each trial is an ordinary run (its own directory, resumable, skipped when comple
 is what ``regnet.train.main`` returns, the run's ``metrics[objective]`` (:func:`objective_value`; the top-level
 ``objective`` key, ``test/acc`` by default, a validation metric in every search). The sweeper
 (:mod:`regnet.hparams_search.sweeper`) keeps the study in SQLite under the sweep directory, so running the command
-again resumes the search, and writes the best parameters to ``optimization_results.yaml``.
+again resumes the search, and writes the best parameters to ``optimization_results.yaml`` (docs/search.md).
 """
 
 from __future__ import annotations
@@ -28,6 +28,12 @@ def objective_value(cfg: DictConfig, results: dict[str, Any]) -> float | None:
     if name not in metrics:
         if results.get("status") != "completed":
             return None
-        hint = " (validation metrics need data.val_fraction > 0)" if name.startswith("val/") else ""
+        hint = ""
+        if name.startswith("val/"):
+            hint = (
+                " (no validation epoch ended: did training stop before the first one, e.g. trainer.max_steps?)"
+                if cfg.data.get("val_fraction")
+                else " (validation metrics need data.val_fraction > 0)"
+            )
         raise ValueError(f"objective={name} is not among the run's metrics{hint}: it has {', '.join(sorted(metrics))}")
     return float(metrics[name])
