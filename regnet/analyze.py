@@ -10,7 +10,7 @@ Finds every ``results.json`` below ``<dir>``, groups runs by (model, data, varia
   (mean ± 95 % CI over planes per model and zoom), ``planes_<run>.png`` (example planes) — unless
   ``--planes 0``.
 - ``robustness_runs.csv``, ``robustness.csv``, ``robustness_<attack>.png`` (accuracy vs ε per variant, 95 % CI
-  over seeds) and the mean ‖J‖_F — with ``--attacks``; attacks: fgsm, pgd, noise, autoattack (torchattacks'
+  over seeds) and the mean ‖J‖_F — with ``--attacks``; attacks: fgsm, pgd, noise, autoattack (the
   standard AutoAttack), square (black-box). ``robustness_checks.csv`` (also under the table in
   ``robustness.md``): the sanity checks against gradient masking, and the ``flag`` column where one fails.
 - ``runs/<run>/`` confusion matrix, top-k error, galleries, learning curves, singular values — with
@@ -81,7 +81,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         nargs="+",
         default=["fgsm", "pgd", "noise"],
         choices=ATTACKS,
-        help="autoattack (standard AutoAttack) and square (black-box) need torchattacks",
+        help="autoattack (standard AutoAttack: APGD-CE, APGD-T, FAB-T, Square) and square (black-box) are slow",
     )
     p.add_argument(
         "--square-queries",

@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from regnet.analysis import PixelModel, attack_accuracy, fgsm, gaussian_noise, jacobian_norms, pgd
+from regnet.analysis.attacks import accuracy
 from regnet.regularizers.jacobian import jacobian_penalty
 
 
@@ -91,7 +92,7 @@ def linear_optimum(model, x, y, eps, weight):
 
 
 def test_autoattack_reaches_the_linear_optimum_in_pixel_units():
-    """torchattacks' standard AutoAttack through the run's normalisation: on a linear model it finds every image
+    """The standard AutoAttack through the run's normalisation: on a linear model it finds every image
     the optimal attack of L∞ radius ε *in pixels* can flip, no more (were ε in normalised units, it would flip
     fewer); Square stays in the ε-ball and is not stronger."""
     from regnet.analysis import autoattack, square
@@ -224,3 +225,93 @@ def test_exact_jacobian_norms_per_sample_are_the_regularizers_and_differentiable
     assert float(sq.detach().mean() / 2) == pytest.approx(exact, rel=1e-5)
     sq.sum().backward()  # differentiable w.r.t. the weights (double backprop)
     assert net[1].weight.grad is not None and net[1].weight.grad.abs().sum() > 0
+
+
+def small_cnn(seed: int) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    """A small trained CNN (pixel space) and 32 images (1, 12, 12) it partly classifies right."""
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Conv2d(1, 6, 3, padding=1), nn.Tanh(), nn.MaxPool2d(2), nn.Flatten(),
+                        nn.Linear(6 * 36, 24), nn.Tanh(), nn.Linear(24, 10))  # fmt: skip
+    model = PixelModel(net, [0.5], [0.25])
+    x = torch.rand(32, 1, 12, 12)
+    y = (x[:, :, :6].mean((1, 2, 3)) * 10 + x[:, :, 6:].mean((1, 2, 3)) * 7).long() % 10
+    opt = torch.optim.SGD(model.parameters(), lr=0.2)
+    for _ in range(40):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    return model.eval().requires_grad_(False), x, y
+
+
+def test_autoattack_and_square_give_torchattacks_adversarial_images():
+    """regnet's AutoAttack (APGD-CE, APGD-T, FAB-T, Square) and Square are ports of torchattacks 3.5.1: on the same
+    model and images they return the same adversarial images, bit for bit (the reference where it is installed)."""
+    torchattacks = pytest.importorskip("torchattacks")
+    from regnet.analysis import autoattack, square
+
+    model, x, y = small_cnn(0)
+    for eps in (0.05,):  # APGD-CE leaves 62 % correct: every member has images to attack
+        ref = torchattacks.AutoAttack(model, norm="Linf", eps=eps, version="standard", n_classes=10, seed=0)
+        for member in ref._autoattack.attacks:
+            if isinstance(member, torchattacks.Square):
+                member.n_queries = 100
+        assert torch.equal(autoattack(model, x, y, eps, 10, seed=0, square_queries=100), ref(x, y))
+        ref_square = torchattacks.Square(model, norm="Linf", eps=eps, n_queries=100, n_restarts=1, seed=0)
+        assert torch.equal(square(model, x, y, eps, seed=0, n_queries=100), ref_square(x, y))
+
+
+def test_each_autoattack_member_stays_in_the_ball_and_fools_images():
+    from regnet.analysis.apgd import apgd_ce, apgd_t
+    from regnet.analysis.fab import fab_t
+    from regnet.analysis.square import square_linf
+
+    model, x, y = small_cnn(0)
+    clean = accuracy(model, x, y)
+    eps = 0.1
+    for attack in (
+        lambda: apgd_ce(model, x, y, eps),
+        lambda: apgd_t(model, x, y, eps, 10),
+        lambda: fab_t(model, x, y, eps, 10),
+        lambda: square_linf(model, x, y, eps, n_queries=50),
+    ):
+        adv = attack()
+        assert (adv - x).abs().max() <= eps + 1e-6 and adv.min() >= 0 and adv.max() <= 1
+        assert accuracy(model, adv, y) < clean  # each one alone fools some images
+    assert accuracy(model, apgd_ce(model, x, y, eps), y) == accuracy(model, apgd_ce(model, x, y, eps), y)  # seeded
+
+
+class Quantized(nn.Module):
+    """A linear classifier of the input rounded to tenths: its input gradient is zero everywhere, the textbook
+    gradient masking (Athalye et al. 2018, "shattered gradients")."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.linear = nn.Linear(64, 4)
+
+    def forward(self, x):
+        return self.linear(torch.round(x * 10).flatten(1) / 10)
+
+
+def test_gradient_masking_checks_fire_on_a_model_with_shattered_gradients():
+    """PGD gets nothing from a zero gradient, the black-box Square does: the real attacks' rows trip
+    ``black_box_stronger``; on an ordinary model they do not."""
+    import pandas as pd
+
+    from regnet.analysis import sanity_flags
+
+    def flags(model, x, y):
+        rows = []
+        for attack in ("pgd", "square"):
+            for r in attack_accuracy(model, x, y, attack, [0.0, 0.15], square_queries=300):
+                rows.append({"model": "m", "data": "d", "variant": "v", "seed": 0, "run_dir": "r"} | r)
+        records = pd.DataFrame(rows).assign(acc=lambda d: d.acc * 100, acc_bound=lambda d: d.acc_bound * 100)
+        return set(sanity_flags(records)) - {""}
+
+    masked = Quantized().eval()
+    x = torch.rand(64, 1, 8, 8, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        y = masked(x).argmax(1)
+    assert flags(masked, x, y) == {"black_box_stronger"}
+    model, x, y = small_cnn(0)
+    assert flags(model, x, y) == set()

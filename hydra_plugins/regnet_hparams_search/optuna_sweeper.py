@@ -1,6 +1,6 @@
 """``hydra.sweeper._target_: hydra_plugins.regnet_hparams_search.optuna_sweeper.OptunaSweeper``
-(``conf/hydra/sweeper/optuna.yaml``): regnet's Optuna sweeper, :mod:`regnet.hparams_search.sweeper`. Without Optuna
-(``pip install 'regnet[search]'``) this module defines nothing, so Hydra's plugin scan stays quiet."""
+(``conf/hydra/sweeper/regnet_optuna.yaml``): regnet's Optuna sweeper, :mod:`regnet.hparams_search.sweeper`. Without
+Optuna (``pip install 'regnet[search]'``) this module defines nothing, so Hydra's plugin scan stays quiet."""
 
 from __future__ import annotations
 

@@ -7,14 +7,18 @@ Attacks work on images in pixel units [0, 1]: the model is wrapped with the run'
 - PGD (Madry et al. 2017, Eq. 2): from a uniform random start in the ε-ball (optional), ``steps`` times
   x ← Π_{ε-ball ∩ [0,1]}(x + α · sign ∇ₓ L)
 - AutoAttack (Croce & Hein 2020, "Reliable evaluation of adversarial robustness with an ensemble of diverse
-  parameter-free attacks"): torchattacks' standard version, APGD-CE, APGD-T (DLR loss), FAB-T and Square run in
-  turn, each on the images the previous ones left correctly classified. Needs ≥ 4 classes (the DLR loss).
-- Square (Andriushchenko et al. 2020): torchattacks' score-based black-box random search, ``n_queries`` model
-  calls per image. A black-box attack that beats the gradient attacks signals gradient masking
+  parameter-free attacks"): the standard version as torchattacks 3.5.1 ran it, APGD-CE, APGD-T (targeted DLR
+  loss; :mod:`regnet.analysis.apgd`), FAB-T (:mod:`regnet.analysis.fab`) and Square
+  (:mod:`regnet.analysis.square`) in turn, each on the images the previous ones left correctly classified. Needs
+  ≥ 4 classes (the DLR loss).
+- Square (Andriushchenko et al. 2020): a score-based black-box random search, ``n_queries`` model calls per
+  image. A black-box attack that beats the gradient attacks signals gradient masking
   (:mod:`regnet.analysis.checks`).
 - Gaussian noise: x' = clip(x + σ · N(0, I)), σ in pixel units.
 
-AutoAttack and Square come from the optional ``torchattacks`` (``pip install regnet[attacks]``).
+AutoAttack and Square are regnet's own ports of torchattacks 3.5.1 (MIT), which pins requests 2.25 without
+importing it: the same operations and random numbers, so they give the same adversarial images
+(tests/test_attacks.py compares them where torchattacks is installed; docs/results/autoattack/README.md).
 """
 
 from __future__ import annotations
@@ -25,21 +29,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from regnet.analysis.apgd import apgd_ce, apgd_t
 from regnet.analysis.device import full_fp32
+from regnet.analysis.fab import fab_t
+from regnet.analysis.square import square_linf
 from regnet.data.base import normalize
 from regnet.models.common import device_of
 from regnet.regularizers.jacobian import jacobian_sq_norms
 
 ATTACKS = ("fgsm", "pgd", "noise", "autoattack", "square")
 SQUARE_QUERIES = 5000  # the budget of Square in standard AutoAttack (Croce & Hein 2020)
-
-
-def _torchattacks():
-    try:
-        import torchattacks
-    except ImportError:
-        raise ValueError("autoattack and square need torchattacks: pip install 'regnet[attacks]'") from None
-    return torchattacks
 
 
 class PixelModel(nn.Module):
@@ -104,29 +103,40 @@ def autoattack(
     seed: int = 0,
     square_queries: int = SQUARE_QUERIES,
 ) -> Tensor:
-    """torchattacks' standard L∞ AutoAttack (APGD-CE, APGD-T, FAB-T, Square) of radius ε (pixel units) on
-    ``model`` (pixel space); x (N, C, H, W) in [0, 1]. ``square_queries`` below 5000 makes a cheaper, no
-    longer standard, evaluation (for tests)."""
+    """Standard L∞ AutoAttack (APGD-CE, APGD-T, FAB-T, Square; 10 steps each, one restart, as torchattacks 3.5.1)
+    of radius ε (pixel units) on ``model`` (pixel space); x (N, C, H, W) in [0, 1]. Each member attacks the clean
+    images of those the earlier members left correct. ``square_queries`` below 5000 makes a cheaper, no longer
+    standard, evaluation (for tests)."""
     if eps == 0:
         return x.clone()
     if n_classes < 4:
         raise ValueError(f"autoattack needs ≥ 4 classes (its APGD-T uses the DLR loss); this model has {n_classes}")
-    ta = _torchattacks()
-    attack = ta.AutoAttack(model, norm="Linf", eps=eps, version="standard", n_classes=n_classes, seed=seed)
-    for member in attack._autoattack.attacks:  # the ensemble torchattacks built; Square's budget is its only knob
-        if isinstance(member, ta.Square):
-            member.n_queries = square_queries
-    return attack(x, y).detach()
+    members = (
+        lambda xs, ys: apgd_ce(model, xs, ys, eps, seed=seed),
+        lambda xs, ys: apgd_t(model, xs, ys, eps, n_classes, seed=seed),
+        lambda xs, ys: fab_t(model, xs, ys, eps, n_classes),
+        lambda xs, ys: square_linf(model, xs, ys, eps, square_queries, seed),
+    )
+    x, y = x.clone().detach(), y.clone().detach()
+    final, fails = x.clone(), torch.arange(len(x), device=x.device)  # fails: indices still correctly classified
+    for attack in members:
+        adv = attack(x[fails], y[fails])
+        with torch.no_grad():
+            wrong = model(adv).max(1)[1] != y[fails]
+        final[fails[wrong]] = adv[wrong]
+        fails = fails[~wrong]
+        if len(fails) == 0:
+            break
+    return final.detach()
 
 
 def square(
     model: nn.Module, x: Tensor, y: Tensor, eps: float, seed: int = 0, n_queries: int = SQUARE_QUERIES
 ) -> Tensor:
-    """torchattacks' Square attack (L∞, margin loss, one restart): a black-box attack that only reads logits."""
+    """The Square attack (L∞, margin loss, one restart): a black-box attack that only reads logits."""
     if eps == 0:
         return x.clone()
-    attack = _torchattacks().Square(model, norm="Linf", eps=eps, n_queries=n_queries, n_restarts=1, seed=seed)
-    return attack(x, y).detach()
+    return square_linf(model, x, y, eps, n_queries, seed).detach()
 
 
 def gaussian_noise(x: Tensor, sigma: float, generator: torch.Generator | None = None) -> Tensor:

@@ -1,6 +1,7 @@
 """regnet's Optuna search: a Hydra sweeper over Optuna's ask/tell API (Optuna ≥ 4). ``conf/hparams_search/*.yaml``
-select it with ``override /hydra/sweeper: optuna`` (``conf/hydra/sweeper/optuna.yaml``; the plugin class Hydra
-loads is ``hydra_plugins/regnet_hparams_search/``).
+select it with ``override /hydra/sweeper: regnet_optuna`` (``conf/hydra/sweeper/regnet_optuna.yaml``; the plugin
+class Hydra loads is in ``hydra_plugins/regnet_hparams_search/``; not named ``optuna``, which would clash with
+hydra-optuna-sweeper's schema where that is still installed).
 
 - **Space.** ``hydra.sweeper.params`` and sweep overrides of the command line, in Hydra's syntax
   (:mod:`regnet.hparams_search.space`).
