@@ -12,12 +12,12 @@ import optuna
 import pytest
 from omegaconf import OmegaConf
 
-from regnet.cli import cli
 from regnet.hparams_search import objective_value
 from regnet.hparams_search.space import search_space
 from regnet.hparams_search.sweeper import SearchFailed, make_pruner, make_sampler
 from regnet.train import main, train
 from tests.conftest import compose_cfg, tiny
+from tests.conftest import run_cli as command
 
 LAM = "reg.jacobian.lam"
 STUDY = "hoffman2019_mnist_jacobian_lam"
@@ -142,14 +142,10 @@ def test_failed_trials_are_recorded_with_their_reason_and_the_search_goes_on(dat
 def test_a_search_without_a_completed_trial_says_so_in_one_line_and_exits_1(data_root, tmp_path, monkeypatch, capsys):
     """The issue's command, shrunk: every trial stops before validation; the search ends in one line, exit 1."""
     sweep = tmp_path / "search"
-    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
-    monkeypatch.delenv("REGNET_FULL_ERROR", raising=False)
     args = search_args(data_root, sweep, "trainer.max_steps=2", "hydra.sweeper.n_trials=2")
-    monkeypatch.setattr(sys, "argv", ["regnet.train", "-m", *args])
-    with pytest.raises(SystemExit) as exit_:
-        cli(main)
-    assert exit_.value.code == 1
-    last = capsys.readouterr().err.strip().splitlines()[-1]
+    code, err = command(["-m", *args], monkeypatch, capsys)
+    assert code == 1
+    last = err.strip().splitlines()[-1]
     assert last.startswith("regnet: search hoffman2019_mnist_jacobian_lam: 2 trials, 0 complete, 0 pruned, 2 failed")
     assert "no trial completed" in last and "val/acc" in last
     study = optuna.load_study(study_name=STUDY, storage=f"sqlite:///{sweep / 'optuna.db'}")

@@ -99,7 +99,7 @@ def test_submitit_presets_without_the_slurm_extra_fail_in_one_line(preset, tmp_p
     code = (
         "import sys; sys.modules['hydra_plugins.hydra_submitit_launcher'] = None\n"  # as if not installed
         f"sys.argv = ['regnet.train', '-m', 'hydra/launcher={preset}', 'hydra.sweep.dir={tmp_path / 'sweep'}']\n"
-        "from regnet.cli import cli; from regnet.train import main; cli(main)"
+        "from regnet.cli import command_line; from regnet.train import main\nwith command_line(): main()"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("HYDRA_FULL_ERROR", None)
