@@ -29,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 from regnet.errors import Diverged, one_line
 from regnet.jobs import pin_to_gpu, share_cpu_cores
 from regnet.lifecycle import TrainingFailed, record_invalid
-from regnet.signals import Interrupted
+from regnet.signals import Interrupted, SweepSignals
 
 FAILED_DURING_TRAINING = (Diverged, TrainingFailed)
 
@@ -118,8 +118,12 @@ def command_line() -> Iterator[None]:
             sys.exit(err.exit_code)
         return
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let exceptions reach us instead of Hydra's multi-line report
+    sweep_signals = SweepSignals()
     try:
-        yield
+        with sweep_signals:  # a sweep's jobs in other processes stop on a signal too (regnet/signals.py)
+            yield
+        if sweep_signals.received is not None:  # they stopped, and the launcher returned
+            _exit(128 + sweep_signals.received, f"sweep interrupted by {sweep_signals.reason}")
     except Interrupted as err:
         sys.exit(err.exit_code)  # job_scope said which run and where it stopped
     except FAILED_DURING_TRAINING as err:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -58,6 +59,9 @@ class Interrupted(BaseException):
     @property
     def exit_code(self) -> int:
         return 128 + self.signum
+
+    def __reduce__(self):  # from a job's worker process (joblib) back to the sweep
+        return type(self), (self.signum, self.step, self.reason)
 
 
 class SignalGuard:
@@ -192,3 +196,41 @@ def slurm_job_id() -> str | None:
     if (array := os.environ.get("SLURM_ARRAY_JOB_ID")) is not None:
         return f"{array}_{os.environ.get('SLURM_ARRAY_TASK_ID')}"
     return os.environ.get("SLURM_JOB_ID")
+
+
+class SweepSignals(SignalGuard):
+    """A sweep's own process (``python -m regnet.train -m``): a signal goes on to the processes running its jobs
+    (joblib's workers, submitit's local jobs), which stop as above, and the sweep ends with exit code 128 + signal
+    once they have; with no job process (the basic launcher between two runs) it stops at once. A job trained in
+    this process installs its own :class:`SignalGuard` over this one."""
+
+    def _handle(self, signum: int, frame) -> None:
+        children = descendants(os.getpid())
+        if self.received is None:
+            self.received, self.reason = signum, signal.Signals(signum).name
+        for pid in children:
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:  # ended meanwhile
+                pass
+        if children:
+            log.warning("%s: passed on to the sweep's %d job processes", self.reason, len(children))
+            return
+        raise Interrupted(signum, reason=self.reason)
+
+
+def descendants(pid: int) -> list[int]:
+    """The processes below ``pid`` (children first), read from /proc; none where there is no /proc."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, queue = [], [pid]
+    while queue:
+        kids = parents.get(queue.pop(0), [])
+        found += kids
+        queue += kids
+    return found

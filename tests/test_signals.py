@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from regnet.signals import CheckpointAtSignal
+from regnet.stacked.train import stack_dir_for
 from regnet.train import train
 from tests.conftest import REPO, compose_cfg
 from tests.test_resume import STEPS_PER_EPOCH, TIMING, _compared, _kill_args, one_thread, reference  # noqa: F401
@@ -40,7 +41,7 @@ class WaitForSignal(L.Callback):
         self.ready, self.second = Path(ready), second
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if trainer.current_epoch == 1 and batch_idx == AT_BATCH:
+        if trainer.current_epoch == 1 and batch_idx == AT_BATCH and not self.ready.exists():  # once per test
             self.ready.touch()
             deadline = time.monotonic() + 60
             while _guard(trainer).received is None and time.monotonic() < deadline:
@@ -113,3 +114,56 @@ def test_a_signal_checkpoints_the_step_records_interrupted_exits_128_plus_signal
     want_log, got_log = (pd.read_csv(d / "metrics.csv").drop(columns=timing) for d in (reference, run_dir))
     pd.testing.assert_frame_equal(got_log, want_log)
     assert TIMING in got["metrics"]
+
+
+def _records(sweep: Path) -> dict[str, dict]:
+    return {p.parent.name: json.loads(p.read_text()) for p in sweep.glob("*/results.json")}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["basic", "gpus", "stacked"])
+def test_a_signal_to_a_sweep_stops_its_running_jobs_the_same_way_and_the_same_command_resumes(
+    launcher, data_root, tmp_path
+):
+    """SIGTERM to ``python -m regnet.train -m seed=0,1`` while a job trains (the basic launcher: in this process;
+    gpus: two joblib workers at once, the signal passed on to them): each running job writes its checkpoint at
+    its step and records ``interrupted``, the sweep exits 143; the same command again completes every job,
+    resuming the interrupted ones with 0 steps redone."""
+    sweep, ready = tmp_path / "sweep", tmp_path / "ready"
+    args = ["-m", f"hydra/launcher={launcher}", "jobs_per_gpu=2", "seed=0,1", *_kill_args(data_root),
+            f"hydra.sweep.dir={sweep}", "hydra.sweep.subdir=${hydra.job.num}",
+            "+callbacks.wait._target_=tests.test_signals.WaitForSignal", f"+callbacks.wait.ready={ready}"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "regnet.train", *args], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while not ready.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ready.exists(), f"no job reached the signal point: {proc.communicate()[1][-3000:]}"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 143, err[-3000:]
+    stopped = _records(sweep)
+    assert stopped and {r["status"] for r in stopped.values()} == {"interrupted"}, err[-3000:]
+    if launcher == "basic":
+        assert list(stopped) == ["0"]  # job 1 never started
+    if launcher == "stacked":  # one stack of both jobs, stopped together; its checkpoint is the stack's
+        assert sorted(stopped) == ["0", "1"]
+    for job, record in stopped.items():
+        where = stack_dir_for([sweep / "0", sweep / "1"]) if launcher == "stacked" else sweep / job
+        ckpt = torch.load(where / "checkpoints" / "last.ckpt", weights_only=False)
+        assert ckpt["global_step"] == record["global_step"] == record["attempts"][0]["end_step"] > 0
+
+    again = subprocess.run([sys.executable, "-m", "regnet.train", *args], cwd=REPO, env=env, capture_output=True,
+                           text=True, timeout=600)  # fmt: skip
+    assert again.returncode == 0, again.stderr[-3000:]
+    done = _records(sweep)
+    assert sorted(done) == ["0", "1"] and {r["status"] for r in done.values()} == {"completed"}
+    for job, record in stopped.items():
+        last = done[job]["attempts"][-1]
+        assert last["resumed_from_step"] == record["global_step"] and last["steps_redone"] == 0

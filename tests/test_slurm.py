@@ -9,12 +9,16 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
+import lightning as L
 import pytest
 
-from tests.conftest import QUIET, tiny, train_cli
+from regnet.signals import CheckpointAtSignal
+from tests.conftest import QUIET, REPO, tiny, train_cli
+from tests.test_resume import _compared, _kill_args, one_thread, reference  # noqa: F401
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -72,3 +76,90 @@ def test_a_sweep_is_one_job_array_a_bad_job_fails_alone_and_a_rerun_skips_the_do
     second = _results(sweep)
     assert {k: second[k] for k in done} == done  # skipped: the same record, wall_time_s included
     assert time.monotonic() - start < 300
+
+
+class WaitAtSteps(L.Callback):
+    """In a SLURM job (``+callbacks.wait``): once the run reaches each step of ``steps``, it touches
+    ``<ready>.<step>`` and waits (120 s at most) for the signal the test has SLURM send."""
+
+    def __init__(self, ready: str, steps: list[int]):
+        self.ready, self.steps = ready, list(steps)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step in self.steps:
+            guard = next(cb.guard for cb in trainer.callbacks if isinstance(cb, CheckpointAtSignal))
+            Path(f"{self.ready}.{trainer.global_step}").touch()
+            deadline = time.monotonic() + 120
+            while guard.received is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+
+
+def _wait_for(what, predicate, timeout=240, proc=None):
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        assert proc is None or proc.poll() is None, f"the sweep ended before {what}: {proc.communicate()[1][-3000:]}"
+        time.sleep(0.2)
+    return value
+
+
+def _job_state(job: str) -> str:
+    out = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+def _release(job: str) -> None:
+    """A requeued job waits for its BeginTime (SLURM's requeue delay): start it now."""
+    _wait_for(f"job {job} to be requeued", lambda: _job_state(job) == "PENDING", 120)
+    subprocess.run(["scontrol", "update", f"jobid={job}", "starttime=now"], check=True, capture_output=True)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_preemption_and_requeue_checkpoint_the_step_and_the_requeued_job_ends_as_an_uninterrupted_run(
+    slurm_cluster,
+    data_root,
+    tmp_path,
+    reference,  # noqa: F811 (the fixture of tests/test_resume.py)
+):
+    """One SLURM job, stopped twice: the preemption signal (``scancel --signal=USR2``, submitit's) at step 17,
+    then ``scontrol requeue`` (SIGTERM) at step 27. Each time the run writes last.ckpt at that step, records the
+    attempt and the job is requeued (by submitit, then by SLURM); the third attempt resumes from step 27 and
+    ends exactly as the run that never stopped. results.json lists the three attempts, 0 steps redone."""
+    sweep, ready = tmp_path / "sweep", tmp_path / "ready"
+    args = ["-m", "hydra/launcher=slurm_cpu", *_kill_args(data_root), f"hydra.sweep.dir={sweep}",
+            "+callbacks.wait._target_=tests.test_slurm.WaitAtSteps", f"+callbacks.wait.ready={ready}",
+            "+callbacks.wait.steps=[17,27]", "hydra.sweep.subdir=run"]  # fmt: skip
+    env = {**os.environ, "REGNET_DATA": str(data_root), "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    sweep_proc = subprocess.Popen([sys.executable, "-m", "regnet.train", *args], cwd=REPO, env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    job = None
+    try:
+        _wait_for("step 17", lambda: Path(f"{ready}.17").exists(), proc=sweep_proc)
+        job = _wait_for(
+            "the job's folder", lambda: next(sweep.glob(".submitit/[0-9]*/*_submitted.pkl"), None)
+        ).parent.name
+        subprocess.run(["scancel", "--signal=USR2", job], check=True)
+        _release(job)
+        _wait_for("step 27", lambda: Path(f"{ready}.27").exists(), proc=sweep_proc)
+        subprocess.run(["scontrol", "requeue", job], check=True)
+        _release(job)
+        out, err = sweep_proc.communicate(timeout=300)
+    finally:
+        if sweep_proc.poll() is None:
+            sweep_proc.kill()
+        if job is not None:
+            subprocess.run(["scancel", job], check=False)
+    assert sweep_proc.returncode == 0, err[-3000:]
+    (run_dir,) = [p.parent for p in sweep.glob("*/results.json")]
+    got = json.loads((run_dir / "results.json").read_text())
+    want = json.loads((reference / "results.json").read_text())
+    assert _compared(got) == _compared(want)
+    ended = [
+        (a["ended"], a["reason"], a["resumed_from_step"], a["end_step"], a["steps_redone"]) for a in got["attempts"]
+    ]
+    assert ended == [
+        ("interrupted", "preemption (SIGUSR2)", None, 17, None),
+        ("interrupted", "SIGTERM", 17, 27, 0),
+        ("completed", None, 27, want["global_step"], 0),
+    ]
+    assert {a["slurm_job_id"] for a in got["attempts"]} == {job}  # one job, requeued twice

@@ -51,7 +51,8 @@ class StackedLauncher(Launcher):
         return cfg
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from regnet.stacked.train import resolved, train_stack  # heavy (torch, lightning): only when launching
+        from regnet.signals import CheckpointAtSignal, SignalGuard  # heavy (torch, lightning): only when launching
+        from regnet.stacked.train import resolved, stack_dir_for, train_stack
 
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
@@ -108,8 +109,13 @@ class StackedLauncher(Launcher):
                     ret.return_value  # noqa: B018  (raises the job's exception)
                 collected.append((ret, box))
             log.info(f"Stack {k + 1}/{len(stacks)}: jobs " + ", ".join(f"#{initial_job_idx + i}" for i in members))
+            run_dirs = [Path(b["run_dir"]) for _, b in collected]
+            stack_dir = stack_dir_for(run_dirs)
             try:
-                results = train_stack([b["cfg"] for _, b in collected], [b["run_dir"] for _, b in collected])
+                with SignalGuard() as guard:  # a signal: the stack's checkpoint at its step, every member interrupted
+                    at_signal = CheckpointAtSignal(guard, stack_dir / "checkpoints")
+                    results = train_stack([b["cfg"] for _, b in collected], run_dirs, stack_dir=stack_dir,
+                                          extra_callbacks=(at_signal,))  # fmt: skip
             except ValueError:
                 raise  # bad input, found before training: one line from the CLI
             except Exception as err:  # noqa: BLE001  (recorded in every member's results.json)
