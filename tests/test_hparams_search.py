@@ -206,3 +206,21 @@ def test_unknown_sampler_or_pruner_is_one_line():
         make_pruner({"name": "early"})
     assert make_pruner({"name": "none"}) is None
     assert type(make_pruner({"name": "median", "n_warmup_steps": 2})).__name__ == "MedianPruner"
+
+
+def test_stacked_members_hand_the_search_its_objective_not_the_test_accuracy():
+    """hydra/launcher=stacked returns what the ordinary job returns: metrics[objective] (val/acc in a search), and a
+    completed member without it is a failed job, as for any launcher."""
+    from hydra.core.utils import JobReturn, JobStatus
+
+    from regnet.stacked.launcher import _job_return
+
+    cfg = compose_cfg(["objective=val/acc", "data.val_fraction=0.1"])
+    ret = _job_return(JobReturn(), {"status": "completed", "test_acc": 0.9, "metrics": {"val/acc": 0.6}}, cfg)
+    assert ret.status == JobStatus.COMPLETED and ret.return_value == 0.6
+    ret = _job_return(JobReturn(), {"status": "completed", "test_acc": 0.9, "metrics": {"test/acc": 0.9}}, cfg)
+    assert ret.status == JobStatus.FAILED and "objective=val/acc is not among" in str(ret._return_value)
+    assert (
+        _job_return(JobReturn(), {"status": "completed", "metrics": {"test/acc": 0.9}}, compose_cfg()).return_value
+        == 0.9
+    )

@@ -26,6 +26,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, open_dict
 
 from regnet.errors import Diverged
+from regnet.hparams_search import objective_value
 from regnet.lifecycle import read_or_set_aside
 from regnet.stacked.grouping import group, refusal, shared_settings, stack_key
 
@@ -120,8 +121,8 @@ class StackedLauncher(Launcher):
                 raise  # bad input, found before training: one line from the CLI
             except Exception as err:  # noqa: BLE001  (recorded in every member's results.json)
                 results = [err] * len(members)
-            for i, (ret, _), res in zip(members, collected, results, strict=True):
-                returns[i] = _job_return(ret, res)
+            for i, (ret, box), res in zip(members, collected, results, strict=True):
+                returns[i] = _job_return(ret, res, box["cfg"])
         for i in sorted(ordinary):
             HydraConfig.instance().set_config(configs[i])
             returns[i] = run_job(
@@ -134,8 +135,9 @@ class StackedLauncher(Launcher):
         return returns
 
 
-def _job_return(collected: JobReturn, result: dict | BaseException) -> JobReturn:
-    """The member's JobReturn: its test accuracy, or the exception its ordinary job would have raised."""
+def _job_return(collected: JobReturn, result: dict | BaseException, cfg: DictConfig) -> JobReturn:
+    """The member's JobReturn: what its ordinary job returns (``metrics[cfg.objective]``, test/acc unless a search
+    sets a validation metric), or the exception that job would have raised."""
     ret = copy.copy(collected)
     if isinstance(result, BaseException):
         ret.return_value, ret.status = result, JobStatus.FAILED
@@ -143,5 +145,8 @@ def _job_return(collected: JobReturn, result: dict | BaseException) -> JobReturn
         ret.return_value = Diverged(int(result.get("diverged_step") or 0), float("nan"))
         ret.status = JobStatus.FAILED
     else:
-        ret.return_value, ret.status = result.get("test_acc"), JobStatus.COMPLETED
+        try:
+            ret.return_value, ret.status = objective_value(cfg, result), JobStatus.COMPLETED
+        except ValueError as err:  # a completed run without the objective: a failed trial of a search
+            ret.return_value, ret.status = err, JobStatus.FAILED
     return ret
