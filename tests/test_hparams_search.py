@@ -224,3 +224,26 @@ def test_stacked_members_hand_the_search_its_objective_not_the_test_accuracy():
         _job_return(JobReturn(), {"status": "completed", "metrics": {"test/acc": 0.9}}, compose_cfg()).return_value
         == 0.9
     )
+
+
+def test_a_signal_that_stops_the_trials_stops_the_search_and_the_same_command_resumes_them(tmp_path):
+    """A launcher whose jobs a signal stopped returns them FAILED with Interrupted (joblib's workers do): the
+    search stops there, and its trial, still RUNNING, is asked again when the study resumes."""
+    from hydra.core.utils import JobReturn, JobStatus
+
+    from regnet.hparams_search.sweeper import OptunaSearch, resume_study
+    from regnet.signals import Interrupted
+
+    class StoppedLauncher:
+        def launch(self, overrides, initial_job_idx):
+            return [JobReturn(_return_value=Interrupted(15, step=3), status=JobStatus.FAILED) for _ in overrides]
+
+    cfg = compose_cfg(["hparams_search=jacobian_lam", f"hydra.sweep.dir={tmp_path}"], return_hydra_config=True)
+    settings = OmegaConf.to_container(cfg.hydra.sweeper, resolve=True)
+    with pytest.raises(Interrupted):
+        OptunaSearch(cfg, StoppedLauncher(), settings).run([])
+    study = optuna.load_study(study_name=STUDY, storage=settings["storage"])
+    (trial,) = study.trials
+    assert trial.state.name == "RUNNING" and not (tmp_path / "optimization_results.yaml").exists()
+    assert resume_study(study) == 0  # failed and enqueued again: asked first next time
+    assert study.ask().params == {} and study.trials[-1].system_attrs.get("fixed_params") == trial.params

@@ -15,6 +15,8 @@ hydra-optuna-sweeper's schema where that is still installed).
 - **Pruning.** ``pruner.name``: ``none`` (default), ``median``, ``percentile``, ``successive_halving``,
   ``hyperband``, ``threshold``, ``patient``; the other keys are the pruner's arguments. Trials report the
   objective per validation epoch (:mod:`regnet.hparams_search.pruning`).
+- **Interrupted.** A signal that stops the jobs (``regnet.signals.Interrupted``) stops the search; its trials stay
+  RUNNING in the study and run again when the same command resumes it.
 - **Failed trials.** A trial that raises (bad input, divergence, a failed run), returns no objective or a
   non-finite one is told FAIL with its one-line reason (user attribute ``fail_reason``); the search goes on to
   ``n_trials``. The last line counts the failed trials; with no completed trial the search fails (exit 1).
@@ -155,6 +157,9 @@ class OptunaSearch:
             ]
             returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
             self.job_idx += len(returns)
+            for ret in returns:  # a signal stopped the jobs (regnet/signals.py): stop the search too; its RUNNING
+                if not isinstance(ret._return_value, Exception) and isinstance(ret._return_value, BaseException):
+                    raise ret._return_value  # trials are asked again when the same command resumes it
             for trial, ret in zip(batch, returns, strict=True):
                 self.tell(study, trial, ret)
             to_go -= len(batch)
