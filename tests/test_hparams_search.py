@@ -247,3 +247,23 @@ def test_a_signal_that_stops_the_trials_stops_the_search_and_the_same_command_re
     assert trial.state.name == "RUNNING" and not (tmp_path / "optimization_results.yaml").exists()
     assert resume_study(study) == 0  # failed and enqueued again: asked first next time
     assert study.ask().params == {} and study.trials[-1].system_attrs.get("fixed_params") == trial.params
+
+
+def test_a_search_without_the_search_extra_stops_in_one_line(tmp_path):
+    """Without Optuna (``pip install -e .`` only) the search says which extra it needs: one line, exit 2."""
+    import os
+    import subprocess
+
+    from tests.conftest import REPO
+
+    code = (
+        "import sys; sys.modules['optuna'] = None\n"  # as if regnet[search] were not installed
+        f"sys.argv = ['regnet.train', '-m', 'hparams_search=jacobian_lam', 'hydra.sweep.dir={tmp_path / 'sweep'}']\n"
+        "from regnet.cli import command_line; from regnet.train import main\nwith command_line(): main()"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("HYDRA_FULL_ERROR", "REGNET_FULL_ERROR")}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env | {"PYTHONPATH": str(REPO)},
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == ["regnet: hparams_search needs Optuna: pip install 'regnet[search]'"]
+    assert not (tmp_path / "sweep").exists()
