@@ -163,3 +163,58 @@ def test_preemption_and_requeue_checkpoint_the_step_and_the_requeued_job_ends_as
         ("completed", None, 27, want["global_step"], 0),
     ]
     assert {a["slurm_job_id"] for a in got["attempts"]} == {job}  # one job, requeued twice
+
+
+def test_the_stacked_launcher_submits_each_stack_as_one_slurm_job(slurm_cluster, data_root, tmp_path):
+    """``-m hydra/launcher=stacked_slurm seed=0,1``: the two runs train as one stack in one SLURM job (no other
+    override on the GPU-less partition); both members complete, each recording the stack it trained in; the same
+    command again submits nothing and skips both."""
+    sweep = tmp_path / "sweep"
+    args = ["-m", "hydra/launcher=stacked_slurm", "seed=0,1", f"data.root={data_root}", *tiny(), *QUIET,
+            f"hydra.sweep.dir={sweep}"]  # fmt: skip
+    out = train_cli(args, data_root, timeout=400)
+    assert out.returncode == 0, out.stderr[-3000:]
+    scripts = list(sweep.glob(".submitit/*/*_submission.sh"))
+    assert len(scripts) == 1 and "--job-name=stack" in scripts[0].read_text()  # one job for the stack
+    records = _results(sweep)
+    assert len(records) == 2 and {r["status"] for r in records.values()} == {"completed"}
+    assert all(len(r["stacked"]["members"]) == 2 for r in records.values())
+    again = train_cli(args, data_root, timeout=400)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert len(list(sweep.glob(".submitit/*/*_submission.sh"))) == 1 and _results(sweep) == records
+
+
+def test_a_preempted_stack_job_checkpoints_its_step_and_every_member_resumes_from_it(
+    slurm_cluster, data_root, tmp_path
+):
+    """The stack's SLURM job gets the preemption signal at step 17: the stack writes its checkpoint there, every
+    member records the attempt, submitit requeues the job, and the stack resumes from step 17 (0 steps redone)."""
+    sweep, ready = tmp_path / "sweep", tmp_path / "ready"
+    args = ["-m", "hydra/launcher=stacked_slurm", "seed=0,1", *_kill_args(data_root), f"hydra.sweep.dir={sweep}",
+            "+callbacks.wait._target_=tests.test_slurm.WaitAtSteps", f"+callbacks.wait.ready={ready}",
+            "+callbacks.wait.steps=[17]", "hydra.sweep.subdir=${hydra.job.num}"]  # fmt: skip
+    env = {**os.environ, "REGNET_DATA": str(data_root), "PYTHONPATH": str(REPO)}
+    sweep_proc = subprocess.Popen([sys.executable, "-m", "regnet.train", *args], cwd=REPO, env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    job = None
+    try:
+        _wait_for("step 17", lambda: Path(f"{ready}.17").exists(), proc=sweep_proc)
+        job = _wait_for("the job", lambda: next(sweep.glob(".submitit/[0-9]*/*_submitted.pkl"), None)).parent.name
+        subprocess.run(["scancel", "--signal=USR2", job], check=True)
+        _release(job)
+        out, err = sweep_proc.communicate(timeout=300)
+    finally:
+        if sweep_proc.poll() is None:
+            sweep_proc.kill()
+        if job is not None:
+            subprocess.run(["scancel", job], check=False)
+    assert sweep_proc.returncode == 0, err[-3000:]
+    records = _results(sweep)
+    assert sorted(records) == ["0", "1"]
+    for record in records.values():
+        ended = [(a["ended"], a["reason"], a["resumed_from_step"], a["end_step"], a["steps_redone"])
+                 for a in record["attempts"]]  # fmt: skip
+        assert ended == [
+            ("interrupted", "preemption (SIGUSR2)", None, 17, None),
+            ("completed", None, 17, 36, 0),
+        ]

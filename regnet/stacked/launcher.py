@@ -34,9 +34,12 @@ log = logging.getLogger(__name__)
 
 
 class StackedLauncher(Launcher):
-    def __init__(self, max_members: int = 30) -> None:
+    def __init__(self, max_members: int = 30, slurm: Any = None, max_num_timeout: int = 3) -> None:
         super().__init__()
         self.max_members = int(max_members)
+        # each stack as one SLURM job: submitit's SlurmExecutor parameters (sbatch's names); None: in this process
+        self.slurm = dict(slurm) if slurm else None
+        self.max_num_timeout = int(max_num_timeout)
         self.config: DictConfig | None = None
         self.task_function: TaskFunction | None = None
         self.hydra_context: HydraContext | None = None
@@ -51,9 +54,19 @@ class StackedLauncher(Launcher):
             cfg.hydra.job.num = idx
         return cfg
 
+    def _submit(self, job: StackJob):
+        """The stack as one SLURM job (submitit), its files in ``<sweep dir>/.submitit/``."""
+        import submitit
+
+        folder = Path(str(self.config.hydra.sweep.dir)) / ".submitit" / "%j"
+        executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=self.max_num_timeout)
+        executor.update_parameters(**{"job_name": "stack", **self.slurm})
+        slurm_job = executor.submit(job)
+        log.info(f"submitted the stack of {len(job.cfgs)} runs as SLURM job {slurm_job.job_id}")
+        return slurm_job
+
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from regnet.signals import CheckpointAtSignal, SignalGuard  # heavy (torch, lightning): only when launching
-        from regnet.stacked.train import resolved, stack_dir_for, train_stack
+        from regnet.stacked.train import resolved  # heavy (torch, lightning): only when launching
 
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
@@ -90,6 +103,7 @@ class StackedLauncher(Launcher):
             log.info(f"not stacked, runs as an ordinary job: #{initial_job_idx + i} {names[i]}: {reasons[i]}")
 
         returns: list[JobReturn | None] = [None] * len(configs)
+        submitted = []
         for k, members in enumerate(stacks):
             collected: list[tuple[JobReturn, Any]] = []
             for i in members:
@@ -110,16 +124,22 @@ class StackedLauncher(Launcher):
                     ret.return_value  # noqa: B018  (raises the job's exception)
                 collected.append((ret, box))
             log.info(f"Stack {k + 1}/{len(stacks)}: jobs " + ", ".join(f"#{initial_job_idx + i}" for i in members))
-            run_dirs = [Path(b["run_dir"]) for _, b in collected]
-            stack_dir = stack_dir_for(run_dirs)
+            job = StackJob([b["cfg"] for _, b in collected], [Path(b["run_dir"]) for _, b in collected])
+            if self.slurm is not None:
+                submitted.append((members, collected, self._submit(job)))
+                continue
             try:
-                with SignalGuard() as guard:  # a signal: the stack's checkpoint at its step, every member interrupted
-                    at_signal = CheckpointAtSignal(guard, stack_dir / "checkpoints")
-                    results = train_stack([b["cfg"] for _, b in collected], run_dirs, stack_dir=stack_dir,
-                                          extra_callbacks=(at_signal,))  # fmt: skip
+                results = job.run()
             except ValueError:
                 raise  # bad input, found before training: one line from the CLI
             except Exception as err:  # noqa: BLE001  (recorded in every member's results.json)
+                results = [err] * len(members)
+            for i, (ret, box), res in zip(members, collected, results, strict=True):
+                returns[i] = _job_return(ret, res, box["cfg"])
+        for members, collected, slurm_job in submitted:  # each stack's SLURM job, once it has ended
+            try:
+                results = slurm_job.result()
+            except Exception as err:  # noqa: BLE001  (the job recorded it in every member's results.json)
                 results = [err] * len(members)
             for i, (ret, box), res in zip(members, collected, results, strict=True):
                 returns[i] = _job_return(ret, res, box["cfg"])
@@ -133,6 +153,36 @@ class StackedLauncher(Launcher):
                 job_subdir_key="hydra.sweep.subdir",
             )
         return returns
+
+
+class StackJob:
+    """One stack's training: in this process (:meth:`run`) or as one SLURM job (submitit calls the object). A
+    signal stops it at the stack's step with its checkpoint, every member ``interrupted`` (regnet/signals.py);
+    on SLURM, submitit then requeues the job (:meth:`checkpoint`) and the stack resumes from that step."""
+
+    def __init__(self, cfgs: list[DictConfig], run_dirs: list[Path]):
+        self.cfgs, self.run_dirs = cfgs, run_dirs
+
+    def run(self) -> list[dict[str, Any]]:
+        from regnet.signals import CheckpointAtSignal, Interrupted, SignalGuard
+        from regnet.stacked.train import stack_dir_for, train_stack
+
+        stack_dir = stack_dir_for(self.run_dirs)
+        with SignalGuard() as guard:
+            at_signal = CheckpointAtSignal(guard, stack_dir / "checkpoints")
+            try:
+                return train_stack(self.cfgs, self.run_dirs, stack_dir=stack_dir, extra_callbacks=(at_signal,))
+            except Interrupted as err:
+                guard.hand_over(err)  # in a SLURM job: submitit requeues it
+                raise
+
+    __call__ = run
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
+        """submitit's requeue hook: the same stack again (it resumes from its checkpoint)."""
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
 
 
 def _job_return(collected: JobReturn, result: dict | BaseException, cfg: DictConfig) -> JobReturn:
