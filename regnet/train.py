@@ -17,7 +17,6 @@ from typing import Any
 import hydra
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from regnet.build import build
@@ -30,22 +29,7 @@ from regnet.lifecycle import RunLifecycle, bind_run_dir
 from regnet.loggers.resume import start_loggers
 from regnet.preflight import check_seed, preflight
 from regnet.signals import CheckpointAtSignal, Interrupted, SignalGuard, trainer_plugins
-
-
-def make_trainer(cfg: DictConfig, run_dir: Path, datamodule, extra_callbacks: list[L.Callback]) -> L.Trainer:
-    """The Lightning Trainer of ``cfg.trainer``, with the configured callbacks and loggers."""
-    callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values() if c is not None]  # key=null: off
-    callbacks += [*extra_callbacks, DivergenceCheck()]
-    loggers = [instantiate(lg) for lg in (cfg.logger or {}).values() if lg is not None]
-    no_val = {} if getattr(datamodule, "has_validation", False) else {"limit_val_batches": 0}
-    return instantiate(
-        cfg.trainer,
-        callbacks=callbacks,
-        logger=loggers or False,
-        default_root_dir=str(run_dir),
-        **no_val,
-        **trainer_plugins(),  # regnet owns the signals (regnet/signals.py)
-    )
+from regnet.trainer import make_trainer, weights_only
 
 
 def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
@@ -73,15 +57,16 @@ def _train(cfg: DictConfig, run_dir: Path, guard: SignalGuard) -> dict[str, Any]
         module, datamodule, reg_callbacks = build(cfg)
         preflight(cfg, module, datamodule)
         at_signal = CheckpointAtSignal(guard, run_dir / "checkpoints")
-        trainer = make_trainer(cfg, run_dir, datamodule, [*reg_callbacks, at_signal])
+        callbacks = [*reg_callbacks, at_signal, DivergenceCheck()]  # a non-finite loss stops the run
+        trainer = make_trainer(cfg, run_dir, datamodule, callbacks, **trainer_plugins())  # regnet owns the signals
         ckpt_path, resumed_from = run.resume_from()
         start_loggers(trainer.loggers, cfg, resumed=ckpt_path is not None, step=resumed_from)  # new runs or resumed
 
         run.started(trainer, module, datamodule, resumed_from)
-        weights_only = not cfg.get("trust_checkpoint")  # Lightning loads ckpt_path weights-only too
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=weights_only)
+        only = weights_only(cfg)  # Lightning loads ckpt_path weights-only too
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=only)
         metrics = fit_metrics(trainer)  # the last epoch's train/val, also when fit resumed at its end
-        for d in trainer.test(module, datamodule=datamodule, verbose=False, weights_only=weights_only):
+        for d in trainer.test(module, datamodule=datamodule, verbose=False, weights_only=only):
             metrics.update({k: float(v) for k, v in d.items()})
         return run.completed(metrics)
 

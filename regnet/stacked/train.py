@@ -21,7 +21,6 @@ from typing import Any
 
 import lightning as L
 import torch
-from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Checkpoint
 from omegaconf import DictConfig, OmegaConf
 
@@ -38,6 +37,7 @@ from regnet.stacked.layers import member_state, stack_models
 from regnet.stacked.loggers import MemberLoggers, member_metrics
 from regnet.stacked.module import StackedModule
 from regnet.stacked.regularizers import member_weight_decay, stack_regularizers
+from regnet.trainer import configured, make_trainer, weights_only
 
 log = get_logger(__name__)
 
@@ -160,30 +160,22 @@ def _train(cfgs, run_dirs, runs, stack_dir, extra_callbacks) -> list[dict[str, A
     )
     data = StackedData(base, [int(c.data.seed) for c in cfgs])
 
-    callbacks = [instantiate(c) for c in (cfg0.callbacks or {}).values() if c is not None]
-    callbacks = [
-        stack_checkpoint(c, stack_dir) if isinstance(c, Checkpoint) else c
-        for c in callbacks
-        if type(c).__name__ not in NOT_STACKED_CALLBACKS
-    ]
-    callbacks += list(extra_callbacks)
-    member_loggers = []
-    for cfg in cfgs:
-        lgs = [instantiate(lg) for lg in (cfg.logger or {}).values()]
-        member_loggers.append(next((lg for lg in lgs if isinstance(lg, CSVLogger)), None))
-    no_val = {} if base.has_validation else {"limit_val_batches": 0}
-    trainer: L.Trainer = instantiate(
-        trainer_cfg,
-        callbacks=callbacks,
-        logger=MemberLoggers(member_loggers),
-        default_root_dir=str(stack_dir),
-        **no_val,
-    )
+    def adapt(callback: L.Callback) -> L.Callback | None:  # the stack checkpoints itself, per member at the end
+        if type(callback).__name__ in NOT_STACKED_CALLBACKS:
+            return None
+        return stack_checkpoint(callback, stack_dir) if isinstance(callback, Checkpoint) else callback
+
+    member_loggers = [next((lg for lg in configured(c.logger) if isinstance(lg, CSVLogger)), None) for c in cfgs]
+    # How its Trainer differs from a run's (regnet/trainer.py): its own checkpoint, each member's CSV logger,
+    # clipping per member (StackedModule), no DivergenceCheck (StackedModule records a member's divergence, it
+    # does not stop the others) and no signal handling of regnet's (no SignalGuard, no trainer_plugins)
+    logger = MemberLoggers(member_loggers)
+    trainer = make_trainer(cfg0, stack_dir, base, extra_callbacks, adapt=adapt, logger=logger, trainer_cfg=trainer_cfg)
 
     ckpt_path, resumed_from = None, None
     last = stack_dir / "checkpoints" / "last.ckpt"
-    trust = bool(cfg0.get("trust_checkpoint"))
-    if last.is_file() and not cfg0.force and (resumed_from := checkpoint_step(last, trust)) is not None:
+    only = weights_only(cfg0)
+    if last.is_file() and not cfg0.force and (resumed_from := checkpoint_step(last, not only)) is not None:
         ckpt_path = str(last)
         log.info("resuming the stack of %d runs from %s (step %d)", S, last, resumed_from)
     if ckpt_path is None:
@@ -195,10 +187,10 @@ def _train(cfgs, run_dirs, runs, stack_dir, extra_callbacks) -> list[dict[str, A
     for run in runs:
         run.started(trainer, module, base, resumed_from)
     try:
-        trainer.fit(module, datamodule=data, ckpt_path=ckpt_path, weights_only=not trust)
+        trainer.fit(module, datamodule=data, ckpt_path=ckpt_path, weights_only=only)
         metrics_of_fit = fit_metrics(trainer)  # the last epoch's train/val, also when fit resumed at its end
         test_metrics = {}
-        for d in trainer.test(module, datamodule=data, verbose=False, weights_only=not trust):
+        for d in trainer.test(module, datamodule=data, verbose=False, weights_only=only):
             test_metrics.update(d)
     except BaseException as err:  # every member records it; then it ends the stack (as a separate run's would)
         for run in runs:

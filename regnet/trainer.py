@@ -1,0 +1,62 @@
+"""The Lightning Trainer of a run or of a stack: one function, :func:`make_trainer`, that ``regnet.train`` and
+``regnet.stacked.train`` both call, so what they share is written once.
+
+Shared: ``cfg.trainer``'s keys, the callbacks of ``cfg.callbacks`` and the loggers of ``cfg.logger`` (a key set to
+null is off), no validation loop when the data has no validation split (``limit_val_batches=0``), the root directory,
+and checkpoints read weights-only unless ``trust_checkpoint=true`` (:func:`weights_only`, for ``fit``/``test``).
+
+What a caller changes, it passes in, by name: the stack replaces each configured checkpoint callback by its own
+and leaves out the ones that write into one run's directory (``adapt``), logs through its members' loggers
+(``logger``), clips each member's gradients itself (``trainer_cfg`` without clipping) and records a member's
+divergence in its module; the ordinary run adds :class:`~regnet.callbacks.divergence.DivergenceCheck` and the SLURM
+plugin (``options``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+
+def configured(group: DictConfig | None) -> list[Any]:
+    """The objects of a group of instances (``cfg.callbacks``, ``cfg.logger``), in order; ``key: null`` is off."""
+    return [instantiate(c) for c in (group or {}).values() if c is not None]
+
+
+def weights_only(cfg: DictConfig) -> bool:
+    """Whether ``Trainer.fit``/``test`` load ``ckpt_path`` weights-only: yes, unless ``trust_checkpoint=true``."""
+    return not cfg.get("trust_checkpoint")
+
+
+def make_trainer(
+    cfg: DictConfig,
+    root_dir: Path,
+    datamodule: L.LightningDataModule,
+    callbacks: Iterable[L.Callback] = (),
+    *,
+    adapt: Callable[[L.Callback], L.Callback | None] | None = None,
+    logger: Any = None,
+    trainer_cfg: Any = None,
+    **options: Any,
+) -> L.Trainer:
+    """The Trainer of ``trainer_cfg`` (default ``cfg.trainer``) in ``root_dir``, with ``cfg.callbacks``' callbacks
+    (each passed through ``adapt``, which may replace it or drop it with None), then ``callbacks``; ``logger``
+    (default: ``cfg.logger``'s loggers, or none); ``options`` are further Trainer keywords."""
+    own = configured(cfg.callbacks)
+    if adapt is not None:
+        own = [a for a in map(adapt, own) if a is not None]
+    loggers = (configured(cfg.logger) or False) if logger is None else logger
+    no_val = {} if getattr(datamodule, "has_validation", False) else {"limit_val_batches": 0}
+    return instantiate(
+        cfg.trainer if trainer_cfg is None else trainer_cfg,
+        callbacks=[*own, *callbacks],
+        logger=loggers,
+        default_root_dir=str(root_dir),
+        **no_val,
+        **options,
+    )
