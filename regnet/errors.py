@@ -57,6 +57,12 @@ def squeeze(text: object) -> str:
     return line or (type(text).__name__ if isinstance(text, BaseException) else "")
 
 
+def headline(err: BaseException) -> str:
+    """``<type>: <message>``, the message's first line only: how a run's record (``error`` in results.json) and the
+    ``TrainingFailed`` raised after it name the exception that stopped training."""
+    return f"{type(err).__name__}: {err}".splitlines()[0]
+
+
 def one_line(err: BaseException) -> str:
     """The exception that stopped ``regnet.train`` as the line the command prints (module docstring)."""
     cause = root_cause(err)

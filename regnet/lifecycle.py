@@ -36,7 +36,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 from regnet.checkpoints import UntrustedCheckpoint, load_checkpoint
-from regnet.errors import Diverged
+from regnet.errors import Diverged, headline
 from regnet.files import write_atomic
 from regnet.locks import exclusive
 from regnet.log import get_logger
@@ -169,7 +169,7 @@ class RunLifecycle:
     def failed(self, err: BaseException) -> None:
         """Record a run that stopped during training, then let the caller raise: ``Diverged`` as it is, other
         exceptions as :class:`TrainingFailed` (one line naming the run directory); KeyboardInterrupt unchanged."""
-        message = f"{type(err).__name__}: {err}".splitlines()[0]
+        message = headline(err)
         try:
             if isinstance(err, Interrupted):  # a checkpoint at the step is on disk; the same command resumes
                 self._reason = err.reason

@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from regnet.build import build
 from regnet.callbacks.checkpoint import LastCheckpoint, fit_metrics
+from regnet.errors import headline
 from regnet.files import replacing
 from regnet.lifecycle import RunLifecycle, TrainingFailed, checkpoint_step
 from regnet.log import get_logger
@@ -200,9 +201,8 @@ def _train(cfgs, run_dirs, runs, stack_dir, extra_callbacks) -> list[dict[str, A
                 pass
             run._trainer = None
         if isinstance(err, Exception):
-            message = f"{type(err).__name__}: {err}".splitlines()[0]
             raise TrainingFailed(
-                f"stack of {S} runs failed during training ({message}); see {run_dirs[0] / 'error.txt'}"
+                f"stack of {S} runs failed during training ({headline(err)}); see {run_dirs[0] / 'error.txt'}"
             ) from err
         raise
     results = []
