@@ -28,7 +28,7 @@ from regnet.hparams_search import objective_value
 from regnet.lifecycle import RunLifecycle, bind_run_dir
 from regnet.loggers.resume import start_loggers
 from regnet.preflight import check_seed, preflight
-from regnet.signals import CheckpointAtSignal, Interrupted, SignalGuard, trainer_plugins
+from regnet.signals import CheckpointAtSignal, Interrupted, SignalGuard
 from regnet.trainer import make_trainer, weights_only
 
 
@@ -58,7 +58,7 @@ def _train(cfg: DictConfig, run_dir: Path, guard: SignalGuard) -> dict[str, Any]
         preflight(cfg, module, datamodule)
         at_signal = CheckpointAtSignal(guard, run_dir / "checkpoints")
         callbacks = [*reg_callbacks, at_signal, DivergenceCheck()]  # a non-finite loss stops the run
-        trainer = make_trainer(cfg, run_dir, datamodule, callbacks, **trainer_plugins())  # regnet owns the signals
+        trainer = make_trainer(cfg, run_dir, datamodule, callbacks)  # regnet/trainer.py
         ckpt_path, resumed_from = run.resume_from()
         start_loggers(trainer.loggers, cfg, resumed=ckpt_path is not None, step=resumed_from)  # new runs or resumed
 

@@ -3,13 +3,14 @@
 
 Shared: ``cfg.trainer``'s keys, the callbacks of ``cfg.callbacks`` and the loggers of ``cfg.logger`` (a key set to
 null is off), no validation loop when the data has no validation split (``limit_val_batches=0``), the root directory,
-and checkpoints read weights-only unless ``trust_checkpoint=true`` (:func:`weights_only`, for ``fit``/``test``).
+Lightning's SLURM auto-requeue switched off (regnet owns the signals: :func:`~regnet.signals.trainer_plugins`), and
+checkpoints read weights-only unless ``trust_checkpoint=true`` (:func:`weights_only`, for ``fit``/``test``).
 
 What a caller changes, it passes in, by name: the stack replaces each configured checkpoint callback by its own
 and leaves out the ones that write into one run's directory (``adapt``), logs through its members' loggers
 (``logger``), clips each member's gradients itself (``trainer_cfg`` without clipping) and records a member's
-divergence in its module; the ordinary run adds :class:`~regnet.callbacks.divergence.DivergenceCheck` and the SLURM
-plugin (``options``).
+divergence in its module; the ordinary run adds :class:`~regnet.callbacks.divergence.DivergenceCheck`. Each passes
+its :class:`~regnet.signals.CheckpointAtSignal` among its ``callbacks``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from typing import Any
 import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig
+
+from regnet.signals import trainer_plugins
 
 
 def configured(group: DictConfig | None) -> list[Any]:
@@ -58,5 +61,6 @@ def make_trainer(
         logger=loggers,
         default_root_dir=str(root_dir),
         **no_val,
+        **trainer_plugins(),
         **options,
     )

@@ -168,8 +168,8 @@ def _train(cfgs, run_dirs, runs, stack_dir, extra_callbacks) -> list[dict[str, A
 
     member_loggers = [next((lg for lg in configured(c.logger) if isinstance(lg, CSVLogger)), None) for c in cfgs]
     # How its Trainer differs from a run's (regnet/trainer.py): its own checkpoint, each member's CSV logger,
-    # clipping per member (StackedModule), no DivergenceCheck (StackedModule records a member's divergence, it
-    # does not stop the others) and no signal handling of regnet's (no SignalGuard, no trainer_plugins)
+    # clipping per member (StackedModule) and no DivergenceCheck (StackedModule records a member's divergence, it
+    # does not stop the others)
     logger = MemberLoggers(member_loggers)
     trainer = make_trainer(cfg0, stack_dir, base, extra_callbacks, adapt=adapt, logger=logger, trainer_cfg=trainer_cfg)
 
