@@ -29,9 +29,9 @@ from omegaconf import DictConfig, OmegaConf
 from regnet.errors import Diverged, one_line
 from regnet.jobs import pin_to_gpu, share_cpu_cores
 from regnet.lifecycle import TrainingFailed, record_invalid
-from regnet.signals import Interrupted, SweepSignals
+from regnet.signals import Interrupted, NotRequeued, SweepSignals
 
-FAILED_DURING_TRAINING = (Diverged, TrainingFailed)
+FAILED_DURING_TRAINING = (Diverged, TrainingFailed, NotRequeued)
 
 
 class InvalidJob(ValueError):

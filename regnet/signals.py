@@ -64,6 +64,11 @@ class Interrupted(BaseException):
         return type(self), (self.signum, self.step, self.reason)
 
 
+class NotRequeued(RuntimeError):
+    """On SLURM, submitit declined to requeue an interrupted run (time limits beyond ``max_num_timeout``): the job
+    fails with this error (so the sweep sees it), the run's record stays ``interrupted``."""
+
+
 class SignalGuard:
     """Handles SIGTERM, SIGINT (and the requeue signal on SLURM) while it is entered; restores the previous handlers
     on exit. ``deferred``: note the signal and let :class:`CheckpointAtSignal` stop the run at the next step's end;
@@ -115,7 +120,10 @@ class SignalGuard:
         handler = self.previous.get(err.signum)
         if err.signum == requeue_signal() and hasattr(getattr(handler, "__self__", None), "has_timed_out"):
             log.warning("handing the job to submitit to requeue it")
-            handler(err.signum, None)
+            try:
+                handler(err.signum, None)
+            except Exception as refused:  # "timed-out too many times" (max_num_timeout): the job ends here
+                raise NotRequeued(f"{err}; not requeued ({refused}); run the same command to resume") from refused
 
 
 class CheckpointAtSignal(LastCheckpoint):

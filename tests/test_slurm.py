@@ -218,3 +218,47 @@ def test_a_preempted_stack_job_checkpoints_its_step_and_every_member_resumes_fro
             ("interrupted", "preemption (SIGUSR2)", None, 17, None),
             ("completed", None, 17, 36, 0),
         ]
+
+
+def test_time_limits_requeue_up_to_max_num_timeout_then_the_job_fails_and_the_same_command_resumes(
+    slurm_cluster, data_root, tmp_path
+):
+    """A job with a 10-minute limit reads every USR2 as its time limit (submitit's rule: past 80 % of the limit, or
+    10 minutes before its end). With ``max_num_timeout=1`` the first one (step 17) is requeued, the second (step
+    27) is not: the job fails naming why, the sweep exits non-zero, the run stays ``interrupted`` with its
+    checkpoint at 27; the same command resumes it from there and completes it."""
+    sweep, ready = tmp_path / "sweep", tmp_path / "ready"
+    args = ["-m", "hydra/launcher=slurm_cpu", "hydra.launcher.timeout_min=10", "hydra.launcher.max_num_timeout=1",
+            *_kill_args(data_root), f"hydra.sweep.dir={sweep}", "hydra.sweep.subdir=run",
+            "+callbacks.wait._target_=tests.test_slurm.WaitAtSteps", f"+callbacks.wait.ready={ready}",
+            "+callbacks.wait.steps=[17,27]"]  # fmt: skip
+    env = {**os.environ, "REGNET_DATA": str(data_root), "PYTHONPATH": str(REPO)}
+    sweep_proc = subprocess.Popen([sys.executable, "-m", "regnet.train", *args], cwd=REPO, env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    job = None
+    try:
+        _wait_for("step 17", lambda: Path(f"{ready}.17").exists(), proc=sweep_proc)
+        job = _wait_for("the job", lambda: next(sweep.glob(".submitit/[0-9]*/*_submitted.pkl"), None)).parent.name
+        subprocess.run(["scancel", "--signal=USR2", job], check=True)
+        _release(job)
+        _wait_for("step 27", lambda: Path(f"{ready}.27").exists(), proc=sweep_proc)
+        subprocess.run(["scancel", "--signal=USR2", job], check=True)
+        _, err = sweep_proc.communicate(timeout=300)
+    finally:
+        if sweep_proc.poll() is None:
+            sweep_proc.kill()
+        if job is not None:
+            subprocess.run(["scancel", job], check=False)
+    assert sweep_proc.returncode != 0 and "not requeued" in err, err[-3000:]
+    record = json.loads((sweep / "run" / "results.json").read_text())
+    ended = [(a["ended"], a["reason"], a["resumed_from_step"], a["end_step"]) for a in record["attempts"]]
+    assert record["status"] == "interrupted" and ended == [
+        ("interrupted", "time limit (SIGUSR2)", None, 17),
+        ("interrupted", "time limit (SIGUSR2)", 17, 27),
+    ]
+
+    again = subprocess.run([sys.executable, "-m", "regnet.train", *args], cwd=REPO, env=env, capture_output=True,
+                           text=True, timeout=400)  # fmt: skip
+    assert again.returncode == 0, again.stderr[-3000:]
+    last = json.loads((sweep / "run" / "results.json").read_text())["attempts"][-1]
+    assert (last["ended"], last["resumed_from_step"], last["steps_redone"]) == ("completed", 27, 0)
