@@ -18,10 +18,12 @@ import pandas as pd
 import pytest
 import torch
 
-from regnet.signals import CheckpointAtSignal
+from regnet.loggers.resume import LOGGER_RUNS
+from regnet.signals import CheckpointAtSignal, Interrupted
 from regnet.stacked.train import stack_dir_for
 from regnet.train import train
-from tests.conftest import REPO, compose_cfg
+from tests.conftest import REPO, compose_cfg, tiny
+from tests.test_loggers import mlflow_runs, offline, tensorboard_scalars, wandb_run  # noqa: F401
 from tests.test_resume import STEPS_PER_EPOCH, TIMING, _compared, _kill_args, one_thread, reference  # noqa: F401
 
 AT_BATCH = 4  # of epoch 1: the signal arrives after step 12 + 5 = 17; the checkpoints on disk are at 12 (and 6)
@@ -167,3 +169,36 @@ def test_a_signal_to_a_sweep_stops_its_running_jobs_the_same_way_and_the_same_co
     for job, record in stopped.items():
         last = done[job]["attempts"][-1]
         assert last["resumed_from_step"] == record["global_step"] and last["steps_redone"] == 0
+
+
+class SignalInSecondEpoch(L.Callback):
+    """Sends its own process SIGTERM after the second step of the second epoch (step 5 of 3-step epochs)."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.current_epoch == 1 and batch_idx == 1 and _guard(trainer).received is None:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_a_run_resumed_after_a_signal_continues_its_logger_runs(data_root, offline):  # noqa: F811
+    """SIGTERM at step 5, then the same command: the TensorBoard, W&B and MLflow runs of the interrupted attempt
+    go on (the same ids, one MLflow run ending FINISHED, each epoch logged once), no duplicate runs."""
+    run_dir = offline / "run"
+    args = [f"data.root={data_root}", "logger=[tensorboard,wandb,mlflow]", *tiny("trainer.max_epochs=3")]
+    signal_at_5 = "+callbacks.sig._target_=tests.test_signals.SignalInSecondEpoch"
+    with pytest.raises(Interrupted):
+        train(compose_cfg([*args, signal_at_5], return_hydra_config=True), run_dir)
+    record = json.loads((run_dir / "results.json").read_text())
+    assert record["status"] == "interrupted" and record["global_step"] == 5
+    ids = json.loads((run_dir / LOGGER_RUNS).read_text())
+
+    time.sleep(1.05 - time.time() % 1)  # wandb names an offline attempt's directory by the second it started
+    results = train(compose_cfg(args, return_hydra_config=True), run_dir)
+    assert results["status"] == "completed" and results["resumed_from_step"] == 5
+    assert json.loads((run_dir / LOGGER_RUNS).read_text()) == ids
+    client, (run,) = mlflow_runs(offline, "train")
+    assert run.info.run_id == ids["mlflow"] and run.info.status == "FINISHED"
+    epoch_steps = [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")]
+    assert len(epoch_steps) == 3 and epoch_steps == sorted(set(epoch_steps))  # each epoch once
+    wb = wandb_run(run_dir)
+    assert wb["id"] == ids["wandb"] and wb["exit"] == 0
+    assert [e.step for e in tensorboard_scalars(run_dir / "tensorboard").Scalars("train/loss")] == epoch_steps

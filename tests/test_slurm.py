@@ -103,15 +103,25 @@ def _wait_for(what, predicate, timeout=240, proc=None):
     return value
 
 
-def _job_state(job: str) -> str:
-    out = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True)
-    return out.stdout.strip()
+def _restarts(job: str) -> int:
+    out = subprocess.run(["scontrol", "-o", "show", "job", job], capture_output=True, text=True).stdout
+    return int(m.group(1)) if (m := re.search(r"Restarts=(\d+)", out)) else -1
 
 
-def _release(job: str) -> None:
-    """A requeued job waits for its BeginTime (SLURM's requeue delay): start it now."""
-    _wait_for(f"job {job} to be requeued", lambda: _job_state(job) == "PENDING", 120)
-    subprocess.run(["scontrol", "update", f"jobid={job}", "starttime=now"], check=True, capture_output=True)
+def _stop(job: str, *command: str) -> None:
+    """``command`` (a signal or a requeue) to the job, then, once SLURM has requeued it, start it at once instead
+    of after SLURM's requeue delay (BeginTime)."""
+    before = _restarts(job)
+    subprocess.run([*command, job], check=True)
+    requeued = _wait_for(f"job {job} to be requeued", lambda: _restarts(job) > before and _state(job), 120)
+    if requeued == "PENDING":  # not already started again
+        subprocess.run(["scontrol", "update", f"jobid={job}", "starttime=now"], check=False, capture_output=True)
+
+
+def _state(job: str) -> str | None:
+    """PENDING or RUNNING; None while SLURM is still ending the attempt (COMPLETING)."""
+    out = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True).stdout.strip()
+    return out if out in ("PENDING", "RUNNING") else None
 
 
 @pytest.mark.usefixtures("one_thread")
@@ -138,11 +148,9 @@ def test_preemption_and_requeue_checkpoint_the_step_and_the_requeued_job_ends_as
         job = _wait_for(
             "the job's folder", lambda: next(sweep.glob(".submitit/[0-9]*/*_submitted.pkl"), None)
         ).parent.name
-        subprocess.run(["scancel", "--signal=USR2", job], check=True)
-        _release(job)
+        _stop(job, "scancel", "--signal=USR2")
         _wait_for("step 27", lambda: Path(f"{ready}.27").exists(), proc=sweep_proc)
-        subprocess.run(["scontrol", "requeue", job], check=True)
-        _release(job)
+        _stop(job, "scontrol", "requeue")
         out, err = sweep_proc.communicate(timeout=300)
     finally:
         if sweep_proc.poll() is None:
@@ -200,8 +208,7 @@ def test_a_preempted_stack_job_checkpoints_its_step_and_every_member_resumes_fro
     try:
         _wait_for("step 17", lambda: Path(f"{ready}.17").exists(), proc=sweep_proc)
         job = _wait_for("the job", lambda: next(sweep.glob(".submitit/[0-9]*/*_submitted.pkl"), None)).parent.name
-        subprocess.run(["scancel", "--signal=USR2", job], check=True)
-        _release(job)
+        _stop(job, "scancel", "--signal=USR2")
         out, err = sweep_proc.communicate(timeout=300)
     finally:
         if sweep_proc.poll() is None:
@@ -239,8 +246,7 @@ def test_time_limits_requeue_up_to_max_num_timeout_then_the_job_fails_and_the_sa
     try:
         _wait_for("step 17", lambda: Path(f"{ready}.17").exists(), proc=sweep_proc)
         job = _wait_for("the job", lambda: next(sweep.glob(".submitit/[0-9]*/*_submitted.pkl"), None)).parent.name
-        subprocess.run(["scancel", "--signal=USR2", job], check=True)
-        _release(job)
+        _stop(job, "scancel", "--signal=USR2")
         _wait_for("step 27", lambda: Path(f"{ready}.27").exists(), proc=sweep_proc)
         subprocess.run(["scancel", "--signal=USR2", job], check=True)
         _, err = sweep_proc.communicate(timeout=300)
