@@ -24,6 +24,8 @@ def build(cfg: DictConfig) -> tuple[RegNetModule, L.LightningDataModule, list[L.
     regularizers = [instantiate(r) for r in (cfg.reg or {}).values()]
     for reg in regularizers:
         reg.setup(model)
+    if cfg.get("compile", False) is not False:
+        compile_model(model, regularizers, cfg.compile)
     module = RegNetModule(
         model,
         num_classes=cfg.data.num_classes,
@@ -36,6 +38,27 @@ def build(cfg: DictConfig) -> tuple[RegNetModule, L.LightningDataModule, list[L.
     )
     callbacks = [cb for r in regularizers for cb in r.callbacks()]
     return module, datamodule, callbacks
+
+
+#: compile= values besides true/false: torch.compile modes (reduce-overhead: CUDA graphs, for launch-bound models)
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+def compile_model(model, regularizers, setting) -> None:
+    """``compile=true`` (or a mode, ``compile=reduce-overhead``): ``torch.compile`` the model's forward in place
+    (``nn.Module.compile``: the same parameters and ``state_dict`` keys, so checkpoints load either way). A penalty
+    differentiating through the input gradient (``needs_input_grad``: the Jacobian's double backward,
+    ``create_graph=True``) cannot run through a compiled graph (AOTAutograd has no double backward): refused
+    before anything is written."""
+    if setting is not True and setting not in COMPILE_MODES:
+        raise ValueError(f"compile={setting!r} is invalid: use true, false or a mode: {', '.join(COMPILE_MODES)}")
+    double = [r.name for r in regularizers if r.needs_input_grad]
+    if double:
+        raise ValueError(
+            f"compile={str(setting).lower()} cannot train reg={double[0]}: torch.compile has no double backward; "
+            "drop compile=..."
+        )
+    model.compile(mode=None if setting is True else setting)
 
 
 def reg_names(cfg: DictConfig) -> list[str]:
