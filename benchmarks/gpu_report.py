@@ -89,6 +89,14 @@ def targets(throughput: dict, planes: dict) -> list[dict]:
             ">=",
             1,
         ),
+        ("steady state, LeNet reg=none: regnet / hand loop", ratios.get("steady lenet_none regnet/hand"), ">=", 1),
+        (
+            "steady state, LeNet reg=jacobian: regnet / hand loop",
+            ratios.get("steady lenet_jacobian regnet/hand"),
+            ">=",
+            1,
+        ),
+        ("steady state, ResNet-18: regnet / hand loop", ratios.get("steady resnet18 regnet/hand"), ">=", 0.95),
         ("TV table of 30 LeNets, s" + ("" if full else " (extrapolated from the quick table)"), tv_s, "<=", 60),
     ]
     return [

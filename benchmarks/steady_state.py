@@ -217,6 +217,8 @@ def print_table(results: dict[str, dict]) -> None:
 def run(device: torch.device, cases: list[str], reps: int = 5, batch: int = 100, steps: int = 200, warmup: int = 10,
         quick: bool = False, extra: list[str] = ()) -> dict[str, dict]:  # fmt: skip
     """The comparison on fresh synthetic data files; ``quick``: 16 LeNet steps (4 of warm-up), 2 repetitions."""
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # the runs' model summaries
+    warnings.filterwarnings("ignore", module="lightning")  # its hints about srun and log_every_n_steps
     lenet = 16 if quick else steps
     warmup = 4 if quick else warmup
     steps_of = {"lenet_none": lenet, "lenet_jacobian": lenet,
@@ -240,8 +242,6 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     parser.add_argument("overrides", nargs="*", help="extra config overrides for both sides, e.g. compile=true")
     args = parser.parse_args()
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", module="lightning")  # its hints about srun and log_every_n_steps
     cases = args.cases.split(",")
     for case in cases:
         if case not in CASES:

@@ -11,7 +11,11 @@ Cases (images/s, batch 100 unless --batch-size):
   (c) regnet_*       `python -m regnet.train` (subprocess, real Trainer, logging, checkpoints) for LeNet/MNIST
                      with reg none, l2, jacobian, svb and ResNet-18/CIFAR-100 with/without cifar_crop_flip
                      (on a GPU: trainer=gpu, bf16-mixed, callbacks.channels_last.enabled=true)
-  grid               K concurrent regnet.train LeNet runs, aggregate images/s
+  steady_*           in this process, steady-state steps of regnet's real training path (regnet.train.train, a real
+                     Trainer with every default callback) vs a hand-written loop doing the same work, medians of
+                     interleaved repetitions (benchmarks/steady_state.py): LeNet reg=none and reg=jacobian,
+                     ResNet-18; on a GPU also LeNet with compile=true and compile=reduce-overhead (CUDA graphs)
+  grid               K concurrent regnet.train runs, aggregate images/s
   stacked_S / separate_S   (--stacked 1,5,30) aggregate images/s of S LeNets trained as one stacked model
                      (regnet/stacked/layers.py) vs the same S LeNets stepped one after another, as separate runs
                      sharing a device time-slice; the same raw loop (device-resident data, SGD) for both
@@ -42,6 +46,9 @@ sys.path.insert(0, str(REPO))
 from regnet.data.synthetic import write_cifar_dataset, write_idx_dataset  # noqa: E402
 from regnet.models.lenet import LeNet  # noqa: E402
 from regnet.models.resnet18 import ResNet18  # noqa: E402
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+import steady_state  # noqa: E402
 
 MEAN, STD = 0.1307, 0.3081
 
@@ -230,6 +237,22 @@ def stacked_case(device: torch.device, batch: int, steps: int, sizes: list[int])
     return out
 
 
+def steady_cases(device: torch.device, quick: bool, skip_resnet: bool) -> dict[str, dict]:
+    """The in-process steady-state comparison (benchmarks/steady_state.py); on a GPU also the launch-bound LeNet
+    compiled, and compiled with CUDA graphs (``compile=reduce-overhead``), against the hand loop compiled alike."""
+    cases = ["lenet_none", "lenet_jacobian"] + ([] if skip_resnet or quick else ["resnet18"])
+    out = steady_state.run(device, cases, reps=3, quick=quick)
+    if device.type == "cuda":
+        for mode in ("true", "reduce-overhead"):
+            try:  # one failing compiled case must not cost the other numbers
+                compiled = steady_state.run(device, ["lenet_none"], reps=3, quick=quick, extra=[f"compile={mode}"])
+            except Exception as err:  # noqa: BLE001
+                print(f"steady lenet_none compile={mode} failed: {type(err).__name__}: {err}", file=sys.stderr)
+                continue
+            out[f"lenet_none_compile_{mode}"] = compiled["lenet_none"]
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -293,6 +316,7 @@ def main() -> None:
             results["regnet_resnet18_crop_flip"] = regnet_run(
                 tmp / "data", tmp / "r18aug", rsteps, args.batch_size, accelerator, [*resnet, "augment=cifar_crop_flip"]
             )
+        steady = steady_cases(device, args.quick, args.skip_resnet)
         if args.grid:
             results[f"grid_{args.grid}_lenet"] = grid(tmp / "data", tmp, args.grid, steps, args.batch_size, accelerator)
 
@@ -305,6 +329,9 @@ def main() -> None:
         ratios["jacobian time / none time"] = c / results["regnet_lenet_jacobian"]
     if results.get("regnet_resnet18_crop_flip") and results.get("raw_resnet18"):
         ratios["resnet18 crop_flip / raw loop"] = results["regnet_resnet18_crop_flip"] / results["raw_resnet18"]
+    for name, r in steady.items():
+        results[f"steady_{name}_hand"], results[f"steady_{name}_regnet"] = r["hand"], r["regnet"]
+        ratios[f"steady {name} regnet/hand"] = r["ratio"]
     report = {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "device": torch.cuda.get_device_name(device)
@@ -316,6 +343,7 @@ def main() -> None:
         "quick": args.quick,
         "images_per_s": results,
         "ratios": ratios,
+        "steady_state": steady,
     }
     print(f"device: {report['device']}   torch {report['torch']}   batch {args.batch_size}   steps {steps}")
     for name, value in results.items():

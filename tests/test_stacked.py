@@ -307,6 +307,8 @@ def test_stacked_launcher_sweep(data_root, tmp_path):
     refused = [line for line in proc.stdout.splitlines() if "not stacked, runs as an ordinary job" in line]
     assert len(refused) == 4, proc.stdout[-3000:]  # 3 × accumulate_grad_batches=2, 1 left alone by max_members
     assert sum("accumulate_grad_batches=2 is not supported" in line for line in refused) == 3
+    on_cpu = sum("stacked on a CPU: no faster than separate runs" in line for line in proc.stdout.splitlines())
+    assert on_cpu == (0 if torch.cuda.is_available() else 1)
     runs = sorted(p.parent for p in sweep.glob("*/results.json"))
     assert len(runs) == 6
     stacked = []

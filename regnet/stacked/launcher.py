@@ -25,6 +25,7 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, open_dict
 
+from regnet.config import gpu_count
 from regnet.errors import Diverged
 from regnet.hparams_search import objective_value
 from regnet.lifecycle import read_or_set_aside
@@ -97,6 +98,8 @@ class StackedLauncher(Launcher):
             f"Launching {len(configs)} jobs: {sum(map(len, stacks))} in {len(stacks)} stacks "
             f"(at most {self.max_members} each), {len(ordinary)} ordinary"
         )
+        if stacks and all(str(configs[i].trainer.accelerator) == "cpu" or not gpu_count() for g in stacks for i in g):
+            log.warning("stacked on a CPU: no faster than separate runs there (benchmarks/RESULTS.md); running anyway")
         for i, name in enumerate(names):
             log.info(f"\t#{initial_job_idx + i} : {name}")
         for i in sorted(reasons):
