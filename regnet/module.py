@@ -98,11 +98,13 @@ class RegNetModule(L.LightningModule):
             mean.persistent(True)
 
     def _metrics(self, stage: str) -> MetricCollection:
-        metrics = {}
+        # validate_args=False: torchmetrics' check counts torch.unique(target) on the host, a device sync per update;
+        # an out-of-range label already fails in the loss
+        metrics, kwargs = {}, {"average": "micro", "validate_args": False}
         for k in self.top_k:
             suffix = "" if k == 1 else f"_top{k}"
-            metrics[f"acc{suffix}"] = MulticlassAccuracy(self.num_classes, top_k=k, average="micro")
-            metrics[f"err{suffix}"] = ErrorRate(self.num_classes, top_k=k, average="micro")
+            metrics[f"acc{suffix}"] = MulticlassAccuracy(self.num_classes, top_k=k, **kwargs)
+            metrics[f"err{suffix}"] = ErrorRate(self.num_classes, top_k=k, **kwargs)
         return MetricCollection(metrics, prefix=f"{stage}/")
 
     def forward(self, x: Tensor) -> Tensor:
