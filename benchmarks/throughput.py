@@ -245,7 +245,7 @@ def steady_cases(device: torch.device, quick: bool, skip_resnet: bool) -> dict[s
     if device.type == "cuda":
         for mode in ("true", "reduce-overhead"):
             try:  # one failing compiled case must not cost the other numbers
-                compiled = steady_state.run(device, ["lenet_none"], reps=3, quick=quick, extra=[f"compile={mode}"])
+                compiled = steady_state.run(device, ["lenet_none"], reps=1, quick=quick, extra=[f"compile={mode}"])
             except Exception as err:  # noqa: BLE001
                 print(f"steady lenet_none compile={mode} failed: {type(err).__name__}: {err}", file=sys.stderr)
                 continue
