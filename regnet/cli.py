@@ -120,8 +120,12 @@ def command_line() -> Iterator[None]:
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let exceptions reach us instead of Hydra's multi-line report
     sweep_signals = SweepSignals()
     try:
-        with sweep_signals:  # a sweep's jobs in other processes stop on a signal too (regnet/signals.py)
-            yield
+        try:
+            with sweep_signals:  # a sweep's jobs in other processes stop on a signal too (regnet/signals.py)
+                yield
+        except Exception:  # a launcher's report of its stopped jobs (a worker or a job process that ended)
+            if sweep_signals.received is None:
+                raise
         if sweep_signals.received is not None:  # they stopped, and the launcher returned
             _exit(128 + sweep_signals.received, f"sweep interrupted by {sweep_signals.reason}")
     except Interrupted as err:

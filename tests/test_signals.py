@@ -123,13 +123,14 @@ def _records(sweep: Path) -> dict[str, dict]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("launcher", ["basic", "gpus", "stacked"])
+@pytest.mark.parametrize("launcher", ["basic", "gpus", "stacked", "submitit_cpu"])
 def test_a_signal_to_a_sweep_stops_its_running_jobs_the_same_way_and_the_same_command_resumes(
     launcher, data_root, tmp_path
 ):
     """SIGTERM to ``python -m regnet.train -m seed=0,1`` while a job trains (the basic launcher: in this process;
-    gpus: two joblib workers at once, the signal passed on to them): each running job writes its checkpoint at
-    its step and records ``interrupted``, the sweep exits 143; the same command again completes every job,
+    gpus: two joblib workers at once, the signal passed on to them; stacked: both jobs as one stack in this
+    process; submitit_cpu: two job processes of submitit's local executor): each running job writes its
+    checkpoint at its step and records ``interrupted``, the sweep exits 143; the same command again completes every job,
     resuming the interrupted ones with 0 steps redone."""
     sweep, ready = tmp_path / "sweep", tmp_path / "ready"
     args = ["-m", f"hydra/launcher={launcher}", "jobs_per_gpu=2", "seed=0,1", *_kill_args(data_root),
