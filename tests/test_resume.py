@@ -265,7 +265,10 @@ def test_unreadable_checkpoint_is_set_aside(data_root, tmp_path):
 def test_metrics_log_has_lightnings_rows_and_a_fresh_start_replaces_it(data_root, tmp_path):
     args = [f"data.root={data_root}", "reg=jacobian", "trainer.log_every_n_steps=1", *tiny()]
     train(compose_cfg(args, return_hydra_config=True), tmp_path / "ours")
-    lightning = ["logger.csv._target_=lightning.pytorch.loggers.CSVLogger"]
+    lightning = [
+        "logger.csv._target_=lightning.pytorch.loggers.CSVLogger",
+        "~logger.csv.tags",
+    ]  # Lightning's takes no tags
     train(compose_cfg(args + lightning, return_hydra_config=True), tmp_path / "lightning")
     ours, theirs = (pd.read_csv(tmp_path / d / "metrics.csv").drop(columns=TIMING) for d in ("ours", "lightning"))
     assert len(ours) > 3 and ours["lr-SGD"].notna().sum() > 1  # per-step rows as well as per-epoch ones
