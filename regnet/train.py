@@ -4,9 +4,10 @@
     python -m regnet.train model=resnet18 reg=svb -m seed=0,1,2,3,4
     python -m regnet.train experiment=hoffman2019_mnist -m variant=no_reg,l2,jacobi seed=0,1
 
-The training path, top to bottom: compose (Hydra) → build → fit → test → record. A run's directory depends only
-on the overrides that can change its result, so the same command again skips completed runs and resumes
-interrupted ones (regnet/lifecycle.py); the command line's error handling is in regnet/cli.py.
+The training path, top to bottom: compose (Hydra) → build (the Trainer: regnet/trainer.py, shared with the stacked
+path) → fit → test → record. A run's directory depends only on the overrides that can change its result, so the
+same command again skips completed runs and resumes interrupted ones (regnet/lifecycle.py); the command line's
+error handling is in regnet/cli.py.
 """
 
 from __future__ import annotations

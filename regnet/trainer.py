@@ -45,11 +45,10 @@ def make_trainer(
     adapt: Callable[[L.Callback], L.Callback | None] | None = None,
     logger: Any = None,
     trainer_cfg: Any = None,
-    **options: Any,
 ) -> L.Trainer:
     """The Trainer of ``trainer_cfg`` (default ``cfg.trainer``) in ``root_dir``, with ``cfg.callbacks``' callbacks
     (each passed through ``adapt``, which may replace it or drop it with None), then ``callbacks``; ``logger``
-    (default: ``cfg.logger``'s loggers, or none); ``options`` are further Trainer keywords."""
+    (default: ``cfg.logger``'s loggers, or none)."""
     own = configured(cfg.callbacks)
     if adapt is not None:
         own = [a for a in map(adapt, own) if a is not None]
@@ -62,5 +61,4 @@ def make_trainer(
         default_root_dir=str(root_dir),
         **no_val,
         **trainer_plugins(),
-        **options,
     )
