@@ -230,6 +230,7 @@ def load_run(
             if data_root is not None:
                 cfg.data.root = str(data_root)
             cfg.data.on_device = False
+            cfg.compile = False  # eager: a compiled forward would recompile for each batch shape of planes/attacks
         module, datamodule, _ = build(cfg)
     except Exception as e:  # noqa: BLE001 — any error of the run's own config: this run is skipped, not the analysis
         raise UnloadableRunError(f"the model cannot be rebuilt from the run's config: {squeeze(e)}") from e
