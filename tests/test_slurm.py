@@ -115,6 +115,7 @@ def _stop(job: str, *command: str) -> None:
     subprocess.run([*command, job], check=True)
     requeued = _wait_for(f"job {job} to be requeued", lambda: _restarts(job) > before and _state(job), 120)
     if requeued == "PENDING":  # not already started again
+        time.sleep(2)  # a job started in the second of its requeue is killed: "Job credential revoked"
         subprocess.run(["scontrol", "update", f"jobid={job}", "starttime=now"], check=False, capture_output=True)
 
 
