@@ -125,6 +125,33 @@ def _state(job: str) -> str | None:
     return out if out in ("PENDING", "RUNNING") else None
 
 
+def _stopped_sweep(args: list[str], env: dict, ready: Path, sweep: Path, stops: list[tuple[int, tuple, bool]]):
+    """Run ``python -m regnet.train *args`` (a sweep of one SLURM job) and, when its run reaches each step of
+    ``stops``, send the job that command (``("scancel", "--signal=USR2")``, ``("scontrol", "requeue")``) and, if
+    the entry's flag says it is requeued, release it at once (:func:`_stop`); returns
+    the job id, the sweep's exit code and its stderr once it has ended (the job is cancelled whatever happens)."""
+    proc = subprocess.Popen([sys.executable, "-m", "regnet.train", *args], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    job = None
+    try:
+        for step, command, requeued in stops:
+            _wait_for(f"step {step}", lambda step=step: Path(f"{ready}.{step}").exists(), proc=proc)
+            if job is None:
+                job = _wait_for("the job", lambda: next(sweep.glob(".submitit/[0-9]*/*_submitted.pkl"), None))
+                job = job.parent.name
+            if requeued:
+                _stop(job, *command)
+            else:
+                subprocess.run([*command, job], check=True)
+        err = proc.communicate(timeout=300)[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if job is not None:
+            subprocess.run(["scancel", job], check=False)
+    return job, proc.returncode, err
+
+
 @pytest.mark.usefixtures("one_thread")
 def test_preemption_and_requeue_checkpoint_the_step_and_the_requeued_job_ends_as_an_uninterrupted_run(
     slurm_cluster,
@@ -141,24 +168,9 @@ def test_preemption_and_requeue_checkpoint_the_step_and_the_requeued_job_ends_as
             "+callbacks.wait._target_=tests.test_slurm.WaitAtSteps", f"+callbacks.wait.ready={ready}",
             "+callbacks.wait.steps=[17,27]", "hydra.sweep.subdir=run"]  # fmt: skip
     env = {**os.environ, "REGNET_DATA": str(data_root), "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    sweep_proc = subprocess.Popen([sys.executable, "-m", "regnet.train", *args], cwd=REPO, env=env,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    job = None
-    try:
-        _wait_for("step 17", lambda: Path(f"{ready}.17").exists(), proc=sweep_proc)
-        job = _wait_for(
-            "the job's folder", lambda: next(sweep.glob(".submitit/[0-9]*/*_submitted.pkl"), None)
-        ).parent.name
-        _stop(job, "scancel", "--signal=USR2")
-        _wait_for("step 27", lambda: Path(f"{ready}.27").exists(), proc=sweep_proc)
-        _stop(job, "scontrol", "requeue")
-        out, err = sweep_proc.communicate(timeout=300)
-    finally:
-        if sweep_proc.poll() is None:
-            sweep_proc.kill()
-        if job is not None:
-            subprocess.run(["scancel", job], check=False)
-    assert sweep_proc.returncode == 0, err[-3000:]
+    stops = [(17, ("scancel", "--signal=USR2"), True), (27, ("scontrol", "requeue"), True)]
+    job, returncode, err = _stopped_sweep(args, env, ready, sweep, stops)
+    assert returncode == 0, err[-3000:]
     (run_dir,) = [p.parent for p in sweep.glob("*/results.json")]
     got = json.loads((run_dir / "results.json").read_text())
     want = json.loads((reference / "results.json").read_text())
@@ -203,20 +215,8 @@ def test_a_preempted_stack_job_checkpoints_its_step_and_every_member_resumes_fro
             "+callbacks.wait._target_=tests.test_slurm.WaitAtSteps", f"+callbacks.wait.ready={ready}",
             "+callbacks.wait.steps=[17]", "hydra.sweep.subdir=${hydra.job.num}"]  # fmt: skip
     env = {**os.environ, "REGNET_DATA": str(data_root), "PYTHONPATH": str(REPO)}
-    sweep_proc = subprocess.Popen([sys.executable, "-m", "regnet.train", *args], cwd=REPO, env=env,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    job = None
-    try:
-        _wait_for("step 17", lambda: Path(f"{ready}.17").exists(), proc=sweep_proc)
-        job = _wait_for("the job", lambda: next(sweep.glob(".submitit/[0-9]*/*_submitted.pkl"), None)).parent.name
-        _stop(job, "scancel", "--signal=USR2")
-        out, err = sweep_proc.communicate(timeout=300)
-    finally:
-        if sweep_proc.poll() is None:
-            sweep_proc.kill()
-        if job is not None:
-            subprocess.run(["scancel", job], check=False)
-    assert sweep_proc.returncode == 0, err[-3000:]
+    _, returncode, err = _stopped_sweep(args, env, ready, sweep, [(17, ("scancel", "--signal=USR2"), True)])
+    assert returncode == 0, err[-3000:]
     records = _results(sweep)
     assert sorted(records) == ["0", "1"]
     for record in records.values():
@@ -241,22 +241,9 @@ def test_time_limits_requeue_up_to_max_num_timeout_then_the_job_fails_and_the_sa
             "+callbacks.wait._target_=tests.test_slurm.WaitAtSteps", f"+callbacks.wait.ready={ready}",
             "+callbacks.wait.steps=[17,27]"]  # fmt: skip
     env = {**os.environ, "REGNET_DATA": str(data_root), "PYTHONPATH": str(REPO)}
-    sweep_proc = subprocess.Popen([sys.executable, "-m", "regnet.train", *args], cwd=REPO, env=env,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    job = None
-    try:
-        _wait_for("step 17", lambda: Path(f"{ready}.17").exists(), proc=sweep_proc)
-        job = _wait_for("the job", lambda: next(sweep.glob(".submitit/[0-9]*/*_submitted.pkl"), None)).parent.name
-        _stop(job, "scancel", "--signal=USR2")
-        _wait_for("step 27", lambda: Path(f"{ready}.27").exists(), proc=sweep_proc)
-        subprocess.run(["scancel", "--signal=USR2", job], check=True)
-        _, err = sweep_proc.communicate(timeout=300)
-    finally:
-        if sweep_proc.poll() is None:
-            sweep_proc.kill()
-        if job is not None:
-            subprocess.run(["scancel", job], check=False)
-    assert sweep_proc.returncode != 0 and "not requeued" in err, err[-3000:]
+    stops = [(17, ("scancel", "--signal=USR2"), True), (27, ("scancel", "--signal=USR2"), False)]
+    _, returncode, err = _stopped_sweep(args, env, ready, sweep, stops)
+    assert returncode != 0 and "not requeued" in err, err[-3000:]
     record = json.loads((sweep / "run" / "results.json").read_text())
     ended = [(a["ended"], a["reason"], a["resumed_from_step"], a["end_step"]) for a in record["attempts"]]
     assert record["status"] == "interrupted" and ended == [
