@@ -17,6 +17,7 @@ never calls back into training (imports point one way: train → cli).
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import sys
 from collections.abc import Iterator
@@ -52,6 +53,11 @@ def job_scope(cfg: DictConfig, hydra_cfg) -> Iterator[Path]:
         yield run_dir
     except Interrupted as err:
         print(f"regnet: run {run_dir} {err}; run the same command to resume it", file=sys.stderr)
+        if type(multiprocessing.current_process()).__name__ == "LokyProcess":
+            # a joblib worker (hydra/launcher=gpus): joblib answers a job's exception by killing every other
+            # worker, which may still be writing its own checkpoint; the sweep's process got the signal too
+            # (it passed it on) and exits 128 + signal once every job has returned
+            return
         raise  # the sweep stops too, with exit code 128 + signal
     except FAILED_DURING_TRAINING as err:
         if not sweep:  # exit here: Hydra would add a line of its own
