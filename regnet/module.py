@@ -14,48 +14,11 @@ from functools import partial
 import lightning as L
 import torch
 from torch import Tensor, nn
-from torchmetrics import Metric, MetricCollection
-from torchmetrics.classification import MulticlassAccuracy
 
 from regnet.losses import get_loss
+from regnet.metrics import epoch_metrics, epoch_values, fill_counts, top_ks
 from regnet.regularizers.base import Regularizer, check_composition
 from regnet.rng import rng_states, set_rng_states
-
-STAGES = ("train", "val", "test")
-
-
-def top_ks(top_k: Sequence[int], num_classes: int) -> tuple[int, ...]:
-    """The k of the top-k accuracies and errors logged: 1 and each configured k in (1, num_classes)."""
-    for k in top_k:
-        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-            raise ValueError(f"top_k={list(top_k)!r} is invalid: give positive integers (e.g. top_k=[3,5])")
-    return (1, *sorted({k for k in top_k if 1 < k < num_classes}))
-
-
-class ErrorRate(MulticlassAccuracy):
-    """Top-k error rate, 1 − top-k accuracy, from the same device-side counts (logged per epoch)."""
-
-    def compute(self) -> Tensor:
-        return 1.0 - super().compute()
-
-
-class EpochMean(Metric):
-    """Mean of a per-batch scalar over an epoch, weighted by batch size (what ``self.log(..., on_epoch=True)``
-    reports), kept as device tensors: no host sync per step, and a state checkpoints can carry (``persistent``)."""
-
-    full_state_update = False
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.add_state("total", torch.zeros(()), dist_reduce_fx="sum")
-        self.add_state("count", torch.zeros(()), dist_reduce_fx="sum")
-
-    def update(self, value: Tensor, n: int) -> None:
-        self.total += value.detach() * n
-        self.count += n
-
-    def compute(self) -> Tensor:
-        return self.total / self.count
 
 
 class RegNetModule(L.LightningModule):
@@ -83,29 +46,8 @@ class RegNetModule(L.LightningModule):
         self.scheduler_interval = scheduler_interval
         self.loss_fn = get_loss(loss)
         self.needs_input_grad = any(r.needs_input_grad for r in self.regularizers)
-        self.metrics = nn.ModuleDict({f"{stage}_metrics": self._metrics(stage) for stage in STAGES})
         train_means = ["data_loss", "loss"] + [r.name for r in self.regularizers]
-        self.means = nn.ModuleDict(
-            {
-                f"{stage}_means": nn.ModuleDict({name: EpochMean() for name in names})
-                for stage, names in (("train", train_means), ("val", ["loss"]), ("test", ["loss"]))
-            }
-        )
-        # the training counts travel in checkpoints: a run resumed mid-epoch reports that epoch's numbers over
-        # all its batches, not only those after the checkpoint
-        self.metrics["train_metrics"].persistent(True)
-        for mean in self.means["train_means"].values():
-            mean.persistent(True)
-
-    def _metrics(self, stage: str) -> MetricCollection:
-        # validate_args=False: torchmetrics' check counts torch.unique(target) on the host, a device sync per update;
-        # an out-of-range label already fails in the loss
-        metrics, kwargs = {}, {"average": "micro", "validate_args": False}
-        for k in self.top_k:
-            suffix = "" if k == 1 else f"_top{k}"
-            metrics[f"acc{suffix}"] = MulticlassAccuracy(self.num_classes, top_k=k, **kwargs)
-            metrics[f"err{suffix}"] = ErrorRate(self.num_classes, top_k=k, **kwargs)
-        return MetricCollection(metrics, prefix=f"{stage}/")
+        self.metrics, self.means = epoch_metrics(self.top_k, train_means)  # regnet/metrics.py, members S = 1
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
@@ -127,7 +69,7 @@ class RegNetModule(L.LightningModule):
                 means[reg.name].update(penalty, len(y))
                 loss = loss + penalty
         means["loss"].update(loss, len(y))
-        self.metrics["train_metrics"].update(logits.detach(), y)
+        self.metrics["train_metrics"].update(logits, y)
         return loss
 
     def _train_forward(self, x: Tensor) -> Tensor:
@@ -163,13 +105,11 @@ class RegNetModule(L.LightningModule):
         self._log_epoch("test")
 
     def _log_epoch(self, stage: str) -> None:
-        """Log the stage's epoch means and metrics (torchmetrics syncs them across processes) and reset them."""
-        metrics, means = self.metrics[f"{stage}_metrics"], self.means[f"{stage}_means"]
-        if means["loss"].count > 0:  # (one host sync per epoch) counts, not update_count: a resumed run's are restored
-            values = {f"{stage}/{name}": mean.compute() for name, mean in means.items() if mean.count > 0}
-            self.log_dict(values | metrics.compute())
-        for m in [metrics, *means.values()]:
-            m.reset()
+        """Log the stage's epoch means and accuracies as ``<stage>/<name>`` (torchmetrics syncs them across
+        processes) and reset them."""
+        values = epoch_values(self.metrics[f"{stage}_metrics"], self.means[f"{stage}_means"])
+        if values:
+            self.log_dict({f"{stage}/{name}": value[0] for name, value in values.items()})
 
     # --- checkpoints: RNG states travel with them, so a resumed run draws the same dropout masks ---------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -179,10 +119,19 @@ class RegNetModule(L.LightningModule):
         if "regnet_rng" in checkpoint:
             set_rng_states(checkpoint["regnet_rng"])
         state = checkpoint.get("state_dict")
-        if state is not None:  # checkpoints saved before the training counts were: start them from zero
-            for key, value in self.state_dict().items():
-                if key.startswith(("metrics.train_metrics.", "means.train_means.")) and key not in state:
-                    state[key] = value
+        if state is not None:
+            fill_counts(state, self.state_dict(), self._old_counts(state))
+
+    def _old_counts(self, state: dict) -> dict[str, Tensor]:
+        """The training counts of a checkpoint written before regnet/metrics.py (a torchmetrics
+        ``MulticlassAccuracy`` and ``ErrorRate`` per k, scalar means), taken out of ``state`` in today's layout."""
+        old = {k: state.pop(k) for k in list(state) if k.startswith("metrics.train_metrics.") and k.count(".") == 3}
+        found = {k: state.pop(k) for k in list(state) if k.startswith("means.train_means.") and state[k].dim() == 0}
+        acc = [f"metrics.train_metrics.acc{'' if k == 1 else f'_top{k}'}" for k in self.top_k]
+        if all(f"{name}.tp" in old for name in acc):  # micro accuracy: tp = hits, tp + fn = samples
+            found["metrics.train_metrics.correct"] = torch.stack([old[f"{name}.tp"].sum() for name in acc])
+            found["metrics.train_metrics.count"] = old[f"{acc[0]}.tp"].sum() + old[f"{acc[0]}.fn"].sum()
+        return found
 
     # --- optimisation ---------------------------------------------------------------------------------
     def configure_optimizers(self):

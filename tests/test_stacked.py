@@ -405,14 +405,19 @@ def _stacked_vs_separate(member_regs, loss: str, model_cls) -> None:
         torch.manual_seed(s)  # the separate run's global generator, where member s's own starts
         want = plain.training_step((x[:, s], y[:, s]), 0)
         grads = torch.autograd.grad(want, list(model.parameters()))
-        got_loss = module.train__loss[s] / n
+        stacked_means = module.means["train_means"]
+        got_loss = stacked_means["loss"].compute()[s]
         torch.testing.assert_close(got_loss.float(), want.detach(), rtol=1e-4, atol=1e-6)
         for r in regs:
             mean = plain.means["train_means"][r.name]
-            if mean.count > 0:
-                got = (getattr(module, f"train__{r.name}")[s] / n).float()
+            if bool(mean.count.any()):
+                got = stacked_means[r.name].compute()[s].float()
                 torch.testing.assert_close(got, mean.compute(), rtol=1e-4, atol=1e-6)
                 assert float(mean.compute()) != 0.0  # a penalty that does something
+        # member s's top-k counts are its separate run's (regnet/metrics.py over the member axis)
+        counts = plain.metrics["train_metrics"]
+        assert torch.equal(module.metrics["train_metrics"].correct[s], counts.correct[0])
+        assert int(module.metrics["train_metrics"].count[s]) == int(counts.count[0]) == n
         wide_params = dict(module.model.named_parameters())
         for (name, _), g in zip(model.named_parameters(), grads, strict=True):
             torch.testing.assert_close(wide_params[name].grad[s], g, rtol=1e-3, atol=1e-5, msg=name)

@@ -132,11 +132,12 @@ def test_lenet_one_epoch_on_real_fashion_mnist(tmp_path):
 
 
 def test_top_k_metrics_are_the_configured_ones_below_the_number_of_classes():
+    from regnet.metrics import accuracy_names
     from regnet.module import RegNetModule
 
     def names(top_k, num_classes=10):
         module = RegNetModule(torch.nn.Linear(2, num_classes), num_classes, top_k=top_k)
-        return sorted(module.metrics["test_metrics"].keys())
+        return sorted(f"test/{name}" for name in accuracy_names(module.top_k))
 
     assert names([5]) == ["test/acc", "test/acc_top5", "test/err", "test/err_top5"]
     assert names([3, 10, 20]) == ["test/acc", "test/acc_top3", "test/err", "test/err_top3"]

@@ -24,13 +24,12 @@ from torch import Tensor, nn
 from regnet.callbacks.divergence import record_divergence_
 from regnet.log import get_logger
 from regnet.losses import get_loss
+from regnet.metrics import STAGES, epoch_metrics, epoch_values, fill_counts
 from regnet.regularizers.base import Members, Regularizer
 from regnet.rng import rng_states, set_rng_states
 from regnet.stacked.regularizers import has_penalty
 
 log = get_logger(__name__)
-
-STAGES = ("train", "val", "test")
 
 
 class StackedModule(L.LightningModule):
@@ -76,12 +75,8 @@ class StackedModule(L.LightningModule):
         self.register_buffer("first_bad", torch.full((S,), -1, dtype=torch.long))
         self.register_buffer("bad_loss", torch.zeros(S))
         self.topk = top_k  # RegNetModule.top_k: 1 and the configured k
-        for stage in STAGES:  # device-side sums: correct top-k counts, sample counts, loss/penalty sums
-            names = ["count", "loss"] + [f"correct{k}" for k in self.topk]
-            if stage == "train":
-                names += ["data_loss", *self.penalties]
-            for name in names:
-                self.register_buffer(f"{stage}__{name}", torch.zeros(S, dtype=torch.float64))
+        # regnet/metrics.py over the S members; loss sums in float64
+        self.metrics, self.means = epoch_metrics(top_k, ["data_loss", "loss", *self.penalties], S, torch.float64)
         self._snapshot: dict[str, Tensor] | None = None
         self._step_ok: Tensor | None = None
         self._last_svb_step = -1
@@ -116,29 +111,18 @@ class StackedModule(L.LightningModule):
         logits = (self.model(xw) if out is None else out).view(len(y), self.S, -1)  # (N, S, K)
         data_loss = self.loss_fn(logits, y)  # (S,)
         loss = data_loss
-        n = len(y)
+        means = self.means["train_means"]
         for reg in self.regs:
             value = reg.member_penalty(self.model, xw, logits, y, members)  # (S,)
             if value is not None:
                 loss = loss + torch.where(getattr(self, f"uses__{reg.name}"), value, torch.zeros_like(value))
-                self._add("train", reg.name, value.detach() * n)
-        self._add("train", "data_loss", data_loss.detach() * n)
-        self._add("train", "loss", loss.detach() * n)
-        self._count("train", logits.detach(), y)
+                means[reg.name].update(value, len(y))
+        means["data_loss"].update(data_loss, len(y))
+        means["loss"].update(loss, len(y))
+        self.metrics["train_metrics"].update(logits, y)
         record_divergence_(self.first_bad, self.bad_loss, loss.detach(), self.global_step + 1)  # as DivergenceCheck
         self._step_ok = self.alive & torch.isfinite(loss.detach())
         return torch.where(self._step_ok, loss, torch.zeros_like(loss)).sum()
-
-    def _add(self, stage: str, name: str, value: Tensor) -> None:
-        buf = getattr(self, f"{stage}__{name}")
-        buf += value.to(buf.dtype)
-
-    def _count(self, stage: str, logits: Tensor, y: Tensor) -> None:
-        self._add(stage, "count", torch.full((self.S,), float(len(y)), device=y.device))
-        top = logits.topk(max(self.topk), dim=-1).indices  # (N, S, k)
-        hit = top == y.unsqueeze(-1)
-        for k in self.topk:
-            self._add(stage, f"correct{k}", hit[..., :k].any(-1).sum(0))
 
     def on_before_optimizer_step(self, optimizer) -> None:
         params = [p for p in self.model.parameters() if p.grad is not None]
@@ -219,8 +203,8 @@ class StackedModule(L.LightningModule):
         x, y = batch  # (B, C, H, W), (B,)
         logits = self.model(x.repeat(1, self.S, 1, 1) if x.dim() == 4 else x.repeat(1, self.S)).view(len(y), self.S, -1)
         ys = y.unsqueeze(1).expand(-1, self.S)
-        self._add(stage, "loss", self.loss_fn(logits, ys) * len(y))
-        self._count(stage, logits, ys)
+        self.means[f"{stage}_means"]["loss"].update(self.loss_fn(logits, ys), len(y))
+        self.metrics[f"{stage}_metrics"].update(logits, ys)
 
     def on_validation_epoch_end(self) -> None:
         self._log_epoch("val")
@@ -229,30 +213,13 @@ class StackedModule(L.LightningModule):
         self._log_epoch("test")
 
     def _log_epoch(self, stage: str) -> None:
-        """Log ``m<s>/<stage>/<metric>`` for every member (the names RegNetModule logs) and reset the sums."""
-        count = getattr(self, f"{stage}__count")
-        if float(count[0]) == 0:
+        """Log ``m<s>/<stage>/<name>`` for every member (the names RegNetModule logs; a penalty only for the members
+        that use it) and reset the stage's metrics."""
+        values = epoch_values(self.metrics[f"{stage}_metrics"], self.means[f"{stage}_means"])
+        if not values:
             return
-        values = {}
-        sums = {name: getattr(self, f"{stage}__{name}") for name in self._sum_names(stage)}
-        for s in range(self.S):
-            c = count[s]
-            for name in ("data_loss", "loss", *self.penalties):
-                if name in sums and (name in ("data_loss", "loss") or s in self.users[name]):
-                    values[f"m{s}/{stage}/{name}"] = (sums[name][s] / c).float()
-            for k in self.topk:
-                acc = (sums[f"correct{k}"][s] / c).float()
-                suffix = "" if k == 1 else f"_top{k}"
-                values[f"m{s}/{stage}/acc{suffix}"] = acc
-                values[f"m{s}/{stage}/err{suffix}"] = 1.0 - acc
-        self.log_dict(values)
-        for buf in sums.values():
-            buf.zero_()
-        count.zero_()
-
-    def _sum_names(self, stage: str) -> list[str]:
-        names = ["loss"] + [f"correct{k}" for k in self.topk]
-        return names + (["data_loss", *self.penalties] if stage == "train" else [])
+        used = {name: range(self.S) if name not in self.users else self.users[name] for name in values}
+        self.log_dict({f"m{s}/{stage}/{name}": v[s].float() for name, v in values.items() for s in used[name]})
 
     # --- checkpoints: RNG states, the members' generators and the frozen snapshot travel with them -----------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -264,10 +231,25 @@ class StackedModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         if "regnet_rng" in checkpoint:
             set_rng_states(checkpoint["regnet_rng"])
+        if (state := checkpoint.get("state_dict")) is not None:
+            fill_counts(state, self.state_dict(), self._old_counts(state))
         self._gen_states = list(checkpoint.get("member_generators", self._gen_states))
         self._generators = None
         self._snapshot = checkpoint.get("frozen_snapshot")
         self._last_svb_step = checkpoint.get("last_svb_step", -1)
+
+    def _old_counts(self, state: dict) -> dict[str, Tensor]:
+        """The training sums of a checkpoint written before regnet/metrics.py (buffers ``train__count``,
+        ``train__correct<k>``, ``train__<mean>``; validation's and test's are dropped), in today's layout."""
+        old = {k: state.pop(k) for k in list(state) if k.partition("__")[0] in STAGES and "__" in k}
+        if "train__count" not in old or any(f"train__correct{k}" not in old for k in self.topk):
+            return {}
+        found = {"metrics.train_metrics.count": old["train__count"]}
+        found["metrics.train_metrics.correct"] = torch.stack([old[f"train__correct{k}"] for k in self.topk], -1)
+        for name in (name for name in self.means["train_means"] if f"train__{name}" in old):
+            found[f"means.train_means.{name}.total"] = old[f"train__{name}"]
+            found[f"means.train_means.{name}.count"] = old["train__count"]
+        return found
 
     def on_fit_start(self) -> None:
         for reg in self.regs:
