@@ -81,6 +81,12 @@ def read_or_set_aside(run_dir: Path) -> dict[str, Any] | None:
         return None
 
 
+def already_completed(record: dict[str, Any] | None, cfg: DictConfig) -> bool:
+    """Whether a run whose ``results.json`` is ``record`` is skipped: it says ``completed`` and ``force`` is off. The
+    run's own check, and the SLURM launcher's before it submits (regnet/slurm.py)."""
+    return bool(record) and record.get("status") == "completed" and not cfg.get("force")
+
+
 def checkpoint_step(path: Path, trust: bool = False) -> int | None:
     """The checkpoint's global step, or None (and the file set aside as ``*.corrupt``) if a kill interrupted
     its write. Loaded weights-only unless ``trust``: a checkpoint that needs more raises UntrustedCheckpoint
@@ -125,7 +131,7 @@ class RunLifecycle:
             stray.unlink(missing_ok=True)
         done = read_or_set_aside(self.run_dir)
         self._previous = None if self.cfg.force else done
-        if done and done.get("status") == "completed" and not self.cfg.force:
+        if already_completed(done, self.cfg):
             log.info("%s is already completed (results.json); skipping. Use force=true to retrain.", self.run_dir)
             self.skipped = done
         return self

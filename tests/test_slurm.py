@@ -51,31 +51,57 @@ def _results(sweep: Path) -> dict[str, dict]:
     return {p.parent.name: json.loads(p.read_text()) for p in sweep.glob("*/results.json")}
 
 
-def test_a_sweep_is_one_job_array_a_bad_job_fails_alone_and_a_rerun_skips_the_done(slurm_cluster, data_root, tmp_path):
-    """``-m hydra/launcher=slurm_cpu seed=0,1,-1``: one sbatch array of three tasks on the GPU-less partition, no
-    other override; seed=-1 fails alone, named on stderr, and the sweep exits 2; the same command again skips the
-    two completed runs (their results.json untouched) and fails the bad one again."""
+def _by_seed(sweep: Path) -> dict[str, dict]:
+    """The records of the sweep's runs by their seed override (``seed=1``), read from each run directory's name."""
+    return {re.search(r"seed=-?\d+", k)[0]: r for k, r in _results(sweep).items()}
+
+
+def _arrays(sweep: Path) -> dict[str, list[str]]:
+    """The SLURM jobs submitit submitted for the sweep: each array's job id with its task ids (its folders)."""
+    arrays: dict[str, list[str]] = {}
+    for folder in sorted(sweep.glob(".submitit/[0-9]*_[0-9]*")):  # one per task (<job>_<task>)
+        job, _, task = folder.name.partition("_")
+        arrays.setdefault(job, []).append(task)
+    return arrays
+
+
+def test_a_sweep_is_one_job_array_a_bad_job_fails_alone_and_a_rerun_submits_only_the_unfinished(
+    slurm_cluster, data_root, tmp_path
+):
+    """``-m hydra/launcher=slurm_cpu seed=1,-1``: one sbatch array of two tasks on the GPU-less partition, no other
+    override; seed=-1 fails alone, named on stderr, and the sweep exits 2. Then ``seed=0,1,2``: seed=1 is completed,
+    so one array of two tasks (seeds 0 and 2) is submitted, and all three runs complete (exit 0); the same command
+    again submits nothing and leaves every record as it was."""
     sweep = tmp_path / "sweep"
-    args = ["-m", "hydra/launcher=slurm_cpu", "seed=0,1,-1", f"data.root={data_root}", *tiny(), *QUIET,
-            f"hydra.sweep.dir={sweep}"]  # fmt: skip
-    out = train_cli(args, data_root, timeout=400)
+    common = [f"data.root={data_root}", *tiny(), *QUIET, f"hydra.sweep.dir={sweep}"]
+    out = train_cli(["-m", "hydra/launcher=slurm_cpu", "seed=1,-1", *common], data_root, timeout=400)
     assert out.returncode == 2, out.stderr[-3000:]
     assert "seed=-1 is invalid" in out.stderr
-    scripts = list(sweep.glob(".submitit/*/*_submission.sh"))
-    assert len(scripts) == 1 and "#SBATCH --array=0-2%" in scripts[0].read_text()
-    assert not re.search(r"--(gpus\S*|gres)=\S*[1-9]", scripts[0].read_text())  # no GPU asked for
-    first = _results(sweep)
-    assert sorted(r["status"] for r in first.values()) == ["completed", "completed", "invalid"]
-    done = {k: r for k, r in first.items() if r["status"] == "completed"}
-    assert all((sweep / k / "checkpoints" / "last.ckpt").is_file() and (sweep / k / "metrics.csv").is_file()
-               for k in done)  # fmt: skip
+    (script,) = sweep.glob(".submitit/*/*_submission.sh")
+    assert "#SBATCH --array=0-1%" in script.read_text()
+    assert not re.search(r"--(gpus\S*|gres)=\S*[1-9]", script.read_text())  # no GPU asked for
+    first = _by_seed(sweep)
+    assert {k: r["status"] for k, r in first.items()} == {"seed=1": "completed", "seed=-1": "invalid"}
+    (run_dir,) = [p for p in sweep.iterdir() if re.search(r"(^|,)seed=1(,|$)", p.name)]
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file() and (run_dir / "metrics.csv").is_file()
+    (first_array,) = _arrays(sweep)
 
-    start = time.monotonic()
+    args = ["-m", "hydra/launcher=slurm_cpu", "seed=0,1,2", *common]
+    out = train_cli(args, data_root, timeout=400)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "1 of 3 runs already completed; submitting 2" in out.stdout
+    arrays = _arrays(sweep)
+    assert len(arrays) == 2 and sorted(arrays[next(a for a in arrays if a != first_array)]) == ["0", "1"]
+    second = _by_seed(sweep)
+    assert {k: r["status"] for k, r in second.items() if k != "seed=-1"} == dict.fromkeys(
+        ["seed=0", "seed=1", "seed=2"], "completed"
+    )
+    assert second["seed=1"] == first["seed=1"]  # not trained again: the same record, wall_time_s included
+
     again = train_cli(args, data_root, timeout=400)
-    assert again.returncode == 2, again.stderr[-3000:]
-    second = _results(sweep)
-    assert {k: second[k] for k in done} == done  # skipped: the same record, wall_time_s included
-    assert time.monotonic() - start < 300
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "3 of 3 runs already completed; submitting 0" in again.stdout
+    assert _arrays(sweep) == arrays and _by_seed(sweep) == second
 
 
 class WaitAtSteps(L.Callback):
@@ -184,6 +210,71 @@ def test_preemption_and_requeue_checkpoint_the_step_and_the_requeued_job_ends_as
         ("completed", None, 27, want["global_step"], 0),
     ]
     assert {a["slurm_job_id"] for a in got["attempts"]} == {job}  # one job, requeued twice
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_a_plain_scancel_ends_the_sweep_naming_the_run_and_the_loggers_keep_one_run_across_a_requeue(
+    slurm_cluster,
+    data_root,
+    tmp_path,
+    monkeypatch,
+    reference,  # noqa: F811 (the fixture of tests/test_resume.py)
+):
+    """One SLURM job logging to TensorBoard, MLflow (file store) and W&B (offline): ``scontrol requeue`` at step 17
+    (SIGTERM; SLURM requeues it), then a plain ``scancel`` at step 27 (SIGTERM, then SIGKILL after KillWait; no
+    requeue). The run checkpoints at 27 and records ``interrupted``; the sweep, on a cluster without accounting
+    (sacct fails), does not wait forever: it exits 1 naming the run. The same command resumes it from 27 and it ends
+    exactly as the run that never stopped. Its three attempts logged into one TensorBoard directory and one MLflow
+    run, each epoch once, and into one W&B run."""
+    from tests.test_loggers import mlflow_runs, tensorboard_scalars, wandb_run
+
+    sweep, ready = tmp_path / "sweep", tmp_path / "ready"
+    args = ["-m", "hydra/launcher=slurm_cpu", *_kill_args(data_root), f"hydra.sweep.dir={sweep}",
+            "hydra.sweep.subdir=run", "logger=[csv,tensorboard,wandb,mlflow]", f"paths.logs={tmp_path / 'outputs'}",
+            "+callbacks.wait._target_=tests.test_slurm.WaitAtSteps", f"+callbacks.wait.ready={ready}",
+            "+callbacks.wait.steps=[17,27]"]  # fmt: skip
+    env = {**os.environ, "REGNET_DATA": str(data_root), "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1",
+           "WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_CONSOLE": "off",
+           **{f"WANDB_{d}_DIR": str(tmp_path / f"wandb-{d.lower()}") for d in ("CONFIG", "CACHE", "DATA")}}  # fmt: skip
+    env.pop("MLFLOW_TRACKING_URI", None)
+    stops = [(17, ("scontrol", "requeue"), True), (27, ("scancel",), False)]
+    job, returncode, err = _stopped_sweep(args, env, ready, sweep, stops)
+    run_dir = sweep / "run"
+    assert returncode == 1, err[-3000:]
+    assert f"run {run_dir} was interrupted (SIGTERM) at step 27" in err and "run the same command" in err
+    record = json.loads((run_dir / "results.json").read_text())
+    assert record["status"] == "interrupted" and [a["end_step"] for a in record["attempts"]] == [17, 27]
+
+    again = subprocess.run([sys.executable, "-m", "regnet.train", *args], cwd=REPO, env=env, capture_output=True,
+                           text=True, timeout=400)  # fmt: skip
+    assert again.returncode == 0, again.stderr[-3000:]
+    got = json.loads((run_dir / "results.json").read_text())
+    assert _compared(got) == _compared(json.loads((reference / "results.json").read_text()))
+    ended = [
+        (a["ended"], a["reason"], a["resumed_from_step"], a["end_step"], a["steps_redone"]) for a in got["attempts"]
+    ]
+    assert ended == [
+        ("interrupted", "SIGTERM", None, 17, None),
+        ("interrupted", "SIGTERM", 17, 27, 0),
+        ("completed", None, 27, 36, 0),
+    ]
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # as regnet/loggers/mlflow.py sets it
+    epochs = [11, 23, 35]  # each epoch's metrics, at the step of its last batch: by attempts 1, 2 and 3
+    ids = json.loads((run_dir / "logger_runs.json").read_text())
+    client, runs = mlflow_runs(tmp_path, "train")
+    assert [r.info.run_id for r in runs] == [ids["mlflow"]] and runs[0].info.status == "FINISHED"
+    assert sorted(m.step for m in client.get_metric_history(ids["mlflow"], "train/loss")) == epochs
+    assert [p.name for p in run_dir.glob("tensorboard*")] == ["tensorboard"]
+    assert [e.step for e in tensorboard_scalars(run_dir / "tensorboard").Scalars("train/loss")] == epochs
+    # W&B: one run id, each attempt an offline directory of that run. What the two attempts stopped by SLURM's
+    # SIGTERM logged is not there: SLURM signals every process of the job, and W&B's service (wandb-core) exits at
+    # SIGTERM without writing it (wandb/wandb#9963; docs/reliability.md). The last attempt logs the rest.
+    attempts = sorted((run_dir / "wandb").glob("offline-run-*"))
+    assert len(attempts) == 3 and all(p.name.endswith(f"-{ids['wandb']}") for p in attempts)
+    last = wandb_run(run_dir)
+    assert last["id"] == ids["wandb"] and last["exit"] == 0
+    assert [row["trainer/global_step"] for row in last["history"] if "train/loss" in row] == epochs[2:]
 
 
 def test_the_stacked_launcher_submits_each_stack_as_one_slurm_job(slurm_cluster, data_root, tmp_path):
