@@ -267,6 +267,9 @@ def test_a_plain_scancel_ends_the_sweep_naming_the_run_and_the_loggers_keep_one_
     assert sorted(m.step for m in client.get_metric_history(ids["mlflow"], "train/loss")) == epochs
     assert [p.name for p in run_dir.glob("tensorboard*")] == ["tensorboard"]
     assert [e.step for e in tensorboard_scalars(run_dir / "tensorboard").Scalars("train/loss")] == epochs
+    rows = (run_dir / "metrics.csv").read_text().splitlines()
+    column = rows[0].split(",").index("train/loss")
+    assert [int(r.split(",")[1]) for r in rows[1:] if r.split(",")[column]] == epochs
     # W&B: one run id, each attempt an offline directory of that run. What the two attempts stopped by SLURM's
     # SIGTERM logged is not there: SLURM signals every process of the job, and W&B's service (wandb-core) exits at
     # SIGTERM without writing it (wandb/wandb#9963; docs/reliability.md). The last attempt logs the rest.
