@@ -218,6 +218,7 @@ def test_a_plain_scancel_ends_the_sweep_naming_the_run_and_the_loggers_keep_one_
     data_root,
     tmp_path,
     monkeypatch,
+    capsys,
     reference,  # noqa: F811 (the fixture of tests/test_resume.py)
 ):
     """One SLURM job logging to TensorBoard, MLflow (file store) and W&B (offline): ``scontrol requeue`` at step 17
@@ -245,9 +246,11 @@ def test_a_plain_scancel_ends_the_sweep_naming_the_run_and_the_loggers_keep_one_
     record = json.loads((run_dir / "results.json").read_text())
     assert record["status"] == "interrupted" and [a["end_step"] for a in record["attempts"]] == [17, 27]
 
-    again = subprocess.run([sys.executable, "-m", "regnet.train", *args], cwd=REPO, env=env, capture_output=True,
-                           text=True, timeout=400)  # fmt: skip
-    assert again.returncode == 0, again.stderr[-3000:]
+    for name, value in env.items():  # the same command again, from this process (the job gets its environment)
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    code, err = run_cli(args, monkeypatch, capsys)
+    assert code == 0, err[-3000:]
     got = json.loads((run_dir / "results.json").read_text())
     assert _compared(got) == _compared(json.loads((reference / "results.json").read_text()))
     ended = [
