@@ -13,11 +13,13 @@ import pytest
 from omegaconf import OmegaConf
 
 from regnet.hparams_search import objective_value
-from regnet.hparams_search.space import search_space
-from regnet.hparams_search.sweeper import SearchFailed, make_pruner, make_sampler
+from regnet.hparams_search.space import quoted, search_space
+from regnet.hparams_search.storage import absolute_url, open_storage
+from regnet.hparams_search.sweeper import OptunaSearch, SearchFailed, make_pruner, make_sampler
 from regnet.train import main, train
-from tests.conftest import compose_cfg, tiny
+from tests.conftest import QUIET, REPO, compose_cfg, tiny
 from tests.conftest import run_cli as command
+from tests.test_slurm import slurm_cluster  # noqa: F401  (the fixture: a cluster that takes jobs)
 
 LAM = "reg.jacobian.lam"
 STUDY = "hoffman2019_mnist_jacobian_lam"
@@ -160,11 +162,13 @@ def test_a_search_without_a_completed_trial_says_so_in_one_line_and_exits_1(data
 def test_pruning_on_the_validation_metric_across_a_process_boundary(data_root, tmp_path, monkeypatch):
     """Trials on submitit's local executor (another process) report val/acc per epoch to the study; a pruner that
     prunes any value (ThresholdPruner, lower=1.01) stops the run after its first epoch of 3 and the trial is PRUNED;
-    a search with no completed trial fails."""
+    a search with no completed trial fails. The sweep directory is relative and the job changes into its run
+    directory (hydra.job.chdir): the job still finds the study, at the absolute path the sweeper hands it."""
+    monkeypatch.chdir(tmp_path)
     sweep = tmp_path / "search"
-    args = search_args(data_root, sweep, "trainer.max_epochs=3", "hydra.sweeper.n_trials=1",
+    args = search_args(data_root, "search", "trainer.max_epochs=3", "hydra.sweeper.n_trials=1",
                        "hydra/launcher=submitit_cpu", "hydra.sweeper.pruner.name=threshold",
-                       "+hydra.sweeper.pruner.lower=1.01")  # fmt: skip
+                       "+hydra.sweeper.pruner.lower=1.01", "hydra.job.chdir=true")  # fmt: skip
     with pytest.raises(SearchFailed, match="1 trials, 0 complete, 1 pruned, 0 failed: no trial completed$"):
         run_cli(monkeypatch, *args)
     (trial,) = optuna.load_study(study_name=STUDY, storage=f"sqlite:///{sweep / 'optuna.db'}").trials
@@ -172,6 +176,80 @@ def test_pruning_on_the_validation_metric_across_a_process_boundary(data_root, t
     assert trial.state.name == "PRUNED" and trial.user_attrs["pruned"].startswith("epoch 0: val/acc=")
     assert trial.intermediate_values == {0: pytest.approx(run["metrics"]["val/acc"])}
     assert run["epochs"] == 1 and run["max_epochs"] == 3  # stopped early, then tested as usual
+
+
+def test_stacked_trials_report_each_member_to_its_own_trial_and_are_pruned(data_root, tmp_path, monkeypatch):
+    """hydra/launcher=stacked trains the batch's two trials as one stack: member s reports its own m<s>/val/loss to
+    its trial after each epoch. A pruner that prunes any loss (ThresholdPruner, upper=0) prunes both members at
+    epoch 0: each trial is PRUNED with its own member's value, and the stack stops there (1 epoch of 3)."""
+    sweep = tmp_path / "search"
+    args = search_args(data_root, sweep, "hydra/launcher=stacked", "trainer.max_epochs=3", "hydra.sweeper.n_trials=2",
+                       "hydra.sweeper.n_jobs=2", "objective=val/loss", "hydra.sweeper.direction=minimize",
+                       "hydra.sweeper.pruner.name=threshold", "+hydra.sweeper.pruner.upper=0")  # fmt: skip
+    with pytest.raises(SearchFailed, match="2 trials, 0 complete, 2 pruned, 0 failed: no trial completed$"):
+        run_cli(monkeypatch, *args)
+    trials = optuna.load_study(study_name=STUDY, storage=f"sqlite:///{sweep / 'optuna.db'}").trials
+    runs = trial_runs(sweep)
+    assert len(trials) == len(runs) == 2
+    for trial in trials:
+        run = runs[trial.params[LAM]]
+        assert run["stacked"]["members"] and len(run["stacked"]["members"]) == 2  # trained as one stack
+        assert trial.state.name == "PRUNED" and trial.user_attrs["pruned"].startswith("epoch 0: val/loss=")
+        assert trial.intermediate_values == {0: pytest.approx(run["metrics"]["val/loss"], rel=1e-6)}
+        assert run["status"] == "completed" and run["epochs"] == 1 and run["max_epochs"] == 3
+    assert trials[0].intermediate_values[0] != trials[1].intermediate_values[0]  # each its own member's
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_search_trials_run_as_slurm_jobs_report_to_the_study_and_the_same_command_resumes(
+    slurm_cluster,  # noqa: F811 (tests/test_slurm.py's fixture)
+    data_root,
+    tmp_path,
+    monkeypatch,
+):
+    """``-m hparams_search=jacobian_lam hydra/launcher=slurm_cpu hydra.sweeper.n_jobs=2`` on the real cluster, the
+    sweep directory relative and every job changing into its run directory (hydra.job.chdir): the batch of two
+    trials is one SLURM array. Trial 0 stops before validation and is FAILED with its one-line reason; trial 1
+    reports val/acc after each epoch from its job to the study and is pruned at epoch 1 (ThresholdPruner,
+    lower=1.01, after 1 warm-up epoch), its run stopping there (2 epochs of 3). The search ends with no completed
+    trial (exit 1 from the command line) after writing optimization_results.yaml; the same command again resumes
+    the study: nothing is left to run and nothing is submitted. (Two trials: the cluster's node runs two 1-CPU
+    tasks at once; a third would be a second round of jobs, each ~20 s on this machine; a completed trial's value
+    and the best parameters are checked without SLURM above.)"""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", str(REPO))  # the jobs (SLURM exports this environment) import this tree
+    sweep = tmp_path / "search"
+    sweep.mkdir()
+    storage = f"sqlite:///{sweep / 'optuna.db'}"
+    study = optuna.create_study(study_name=STUDY, storage=storage, direction="maximize")
+    study.enqueue_trial({LAM: 0.01, "trainer.max_steps": 2, "trainer.max_epochs": 1})  # 2 steps: no validation
+    study.enqueue_trial({LAM: 0.02, "trainer.max_steps": -1, "trainer.max_epochs": 3})
+    args = search_args(data_root, "search", *QUIET, "hydra/launcher=slurm_cpu", "hydra.job.chdir=true",
+                       "trainer.max_steps=choice(2,-1)", "trainer.max_epochs=choice(1,3)", "hydra.sweeper.n_trials=2",
+                       "hydra.sweeper.n_jobs=2", "hydra.sweeper.pruner.name=threshold",
+                       "+hydra.sweeper.pruner.lower=1.01", "+hydra.sweeper.pruner.n_warmup_steps=1")  # fmt: skip
+    last_line = "2 trials, 0 complete, 1 pruned, 1 failed: no trial completed \\(trial 0: objective=val/acc is not"
+    with pytest.raises(SearchFailed, match=last_line):
+        run_cli(monkeypatch, *args)
+    (script,) = sweep.glob(".submitit/*/*_submission.sh")
+    assert "#SBATCH --array=0-1%" in script.read_text()  # the batch: one job array
+    failed, pruned = optuna.load_study(study_name=STUDY, storage=storage).trials
+    assert failed.state.name == "FAIL" and "objective=val/acc is not among" in failed.user_attrs["fail_reason"]
+    assert pruned.state.name == "PRUNED" and pruned.user_attrs["pruned"].startswith("epoch 1: val/acc=")
+    run = trial_runs(sweep)[0.02]
+    assert sorted(pruned.intermediate_values) == [0, 1]  # from the job, epoch by epoch; epoch 0 warm-up
+    assert pruned.intermediate_values[1] == pytest.approx(run["metrics"]["val/acc"])
+    assert run["epochs"] == 2 and run["max_epochs"] == 3 and run["attempts"][-1]["slurm_job_id"]
+    results = OmegaConf.load(sweep / "optimization_results.yaml")
+    assert (results.n_complete, results.n_pruned, results.n_failed) == (0, 1, 1) and "val/acc" in results.failed[0]
+
+    (sweep / "optimization_results.yaml").unlink()
+    with pytest.raises(SearchFailed, match=last_line):
+        run_cli(monkeypatch, *args)  # the same command: the study has its 2 trials, nothing runs
+    assert len(list(sweep.glob(".submitit/*/*_submission.sh"))) == 1
+    assert len(optuna.load_study(study_name=STUDY, storage=storage).trials) == 2
+    assert OmegaConf.load(sweep / "optimization_results.yaml") == results
 
 
 def test_search_space_from_hydra_sweep_syntax():
@@ -199,13 +277,35 @@ def test_samplers_search_the_space(name):
     assert len({t.params["x"] for t in study.trials}) == 12
 
 
-def test_unknown_sampler_or_pruner_is_one_line():
+def test_unknown_sampler_or_pruner_is_one_line(tmp_path):
     with pytest.raises(ValueError, match="sampler.name=grid is unknown: use one of tpe, random, cmaes"):
         make_sampler({"name": "grid"})
     with pytest.raises(ValueError, match="pruner.name=early is unknown"):
         make_pruner({"name": "early"})
     assert make_pruner({"name": "none"}) is None
     assert type(make_pruner({"name": "median", "n_warmup_steps": 2})).__name__ == "MedianPruner"
+    # pruning without a storage: the trials' jobs would have nowhere to report (an in-memory study is this
+    # process's only)
+    cfg = compose_cfg(["hparams_search=jacobian_lam", f"hydra.sweep.dir={tmp_path}", "hydra.sweeper.storage=null",
+                       "hydra.sweeper.pruner.name=median"], return_hydra_config=True)  # fmt: skip
+    with pytest.raises(ValueError, match="hydra.sweeper.pruner needs a storage the trials' jobs report to"):
+        OptunaSearch(cfg, None, OmegaConf.to_container(cfg.hydra.sweeper, resolve=True)).run([])
+
+
+def test_the_study_storage_handed_to_the_jobs_is_absolute(tmp_path, monkeypatch):
+    """A relative SQLite path is made absolute against the directory the search starts from; other URLs are kept;
+    the override that hands it to a job parses back to the same URL (commas, spaces and quotes in the path)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    monkeypatch.chdir(tmp_path)
+    url = absolute_url("sqlite:///out/a b,c'd/optuna.db")
+    assert url == f"sqlite:///{tmp_path}/out/a b,c'd/optuna.db".replace(",", "%2C").replace("'", "%27")
+    assert absolute_url("sqlite:////abs/optuna.db") == "sqlite:////abs/optuna.db"
+    assert absolute_url("postgresql://u:p@host/db") == "postgresql://u:p@host/db" and absolute_url(None) is None
+    (override,) = OverridesParser.create().parse_overrides([f"++hydra.job.env_set.X={quoted(url)}"])
+    assert override.value() == url
+    study = optuna.create_study(study_name="s", storage=open_storage(url))  # its folder is created
+    assert (tmp_path / "out" / "a b,c'd" / "optuna.db").is_file() and study.study_name == "s"
 
 
 def test_stacked_members_hand_the_search_its_objective_not_the_test_accuracy():
@@ -231,7 +331,7 @@ def test_a_signal_that_stops_the_trials_stops_the_search_and_the_same_command_re
     search stops there, and its trial, still RUNNING, is asked again when the study resumes."""
     from hydra.core.utils import JobReturn, JobStatus
 
-    from regnet.hparams_search.sweeper import OptunaSearch, resume_study
+    from regnet.hparams_search.sweeper import resume_study
     from regnet.signals import Interrupted
 
     class StoppedLauncher:

@@ -16,6 +16,13 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+# How the sweeper tells a trial's job which trial it is (regnet/hparams_search/pruning.py): through the job's
+# environment (``hydra.job.env_set``), so that the run's directory and config do not depend on it; the job may run
+# in another process, on another node (SLURM) or in a stack (the members' ids, comma-separated).
+TRIAL_ENV = "REGNET_OPTUNA_TRIAL"  # the trial's id in the study's storage
+STORAGE_ENV = "REGNET_OPTUNA_STORAGE"  # the study's storage URL, its SQLite file an absolute path
+STUDY_ENV = "REGNET_OPTUNA_STUDY"  # the study's name in that storage
+
 
 def objective_value(cfg: DictConfig, results: dict[str, Any]) -> float | None:
     """The run's ``metrics[cfg.objective]`` (what a sweeper optimises); None for a run this process did not
@@ -37,3 +44,9 @@ def objective_value(cfg: DictConfig, results: dict[str, Any]) -> float | None:
             )
         raise ValueError(f"objective={name} is not among the run's metrics{hint}: it has {', '.join(sorted(metrics))}")
     return float(metrics[name])
+
+
+def search_env(cfg: DictConfig) -> dict[str, str]:
+    """The search's variables among a job's ``hydra.job.env_set`` (its trial, the study), as strings."""
+    env = cfg.hydra.job.get("env_set") or {}
+    return {k: str(v) for k, v in env.items() if k in (TRIAL_ENV, STORAGE_ENV, STUDY_ENV)}

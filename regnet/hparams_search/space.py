@@ -57,6 +57,11 @@ def search_space(
     return space, list(fixed.values())
 
 
+def quoted(value: str) -> str:
+    """``value`` as a quoted string of Hydra's override grammar (a path or URL with ``:``, ``,``, spaces)."""
+    return "'" + value.replace("'", "\\'") + "'"
+
+
 def trial_overrides(params: dict[str, Any], fixed: list[str]) -> list[str]:
     """A trial's overrides: its sampled parameters, then the fixed ones."""
     return [f"{key}={value}" for key, value in params.items()] + fixed

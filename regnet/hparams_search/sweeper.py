@@ -8,13 +8,15 @@ hydra-optuna-sweeper's schema where that is still installed).
 - **Trials on any launcher.** ``n_jobs`` trials are asked at a time and handed to the configured launcher as one
   batch (joblib, submitit/SLURM, the basic one); each trial is an ordinary run (:func:`regnet.train.train`): its
   own directory, resumable, skipped when complete.
-- **Study in SQLite, resumed.** ``storage`` (``sqlite:///<sweep dir>/optuna.db``) holds the study; the same command
-  again resumes it: ``n_trials`` is the size of the whole search, and a trial an interruption left RUNNING is
-  marked failed and its parameters asked again first (so it resumes in its run directory).
+- **Study in SQLite, resumed.** ``storage`` (``sqlite:///<sweep dir>/optuna.db``, made absolute and handed to every
+  trial's job: :mod:`regnet.hparams_search.storage`) holds the study; the same command again resumes it:
+  ``n_trials`` is the size of the whole search, and a trial an interruption left RUNNING is marked failed and its
+  parameters asked again first (so it resumes in its run directory).
 - **Samplers.** ``sampler.name``: ``tpe`` (default), ``random``, ``cmaes`` (needs ``cmaes``); ``sampler.seed``.
 - **Pruning.** ``pruner.name``: ``none`` (default), ``median``, ``percentile``, ``successive_halving``,
   ``hyperband``, ``threshold``, ``patient``; the other keys are the pruner's arguments. Trials report the
-  objective per validation epoch (:mod:`regnet.hparams_search.pruning`).
+  objective per validation epoch to the storage, from whichever process or SLURM job runs them; stacked
+  members each to their own trial (:mod:`regnet.hparams_search.pruning`). Pruning needs a ``storage``.
 - **Interrupted.** A signal that stops the jobs (``regnet.signals.Interrupted``) stops the search; its trials stay
   RUNNING in the study and run again when the same command resumes it.
 - **Failed trials.** A trial that raises (bad input, divergence, a failed run), returns no objective or a
@@ -37,8 +39,9 @@ from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
 from regnet.errors import one_line
-from regnet.hparams_search.pruning import TRIAL_ENV
-from regnet.hparams_search.space import search_space, trial_overrides
+from regnet.hparams_search import STORAGE_ENV, STUDY_ENV, TRIAL_ENV
+from regnet.hparams_search.space import quoted, search_space, trial_overrides
+from regnet.hparams_search.storage import absolute_url, open_storage
 from regnet.lifecycle import TrainingFailed
 
 log = logging.getLogger(__name__)
@@ -138,22 +141,30 @@ class OptunaSearch:
         s, cfg = self.s, self.config
         check_objective(cfg)
         space, fixed = search_space(s.get("params"), arguments)
-        make_pruner(s.get("pruner"))  # a bad pruner name: one line before anything runs
+        storage = absolute_url(s.get("storage"))  # what every trial's job opens, wherever it runs
+        if make_pruner(s.get("pruner")) is not None and storage is None:  # a bad name: one line before anything runs
+            raise ValueError(
+                "hydra.sweeper.pruner needs a storage the trials' jobs report to: "
+                "set hydra.sweeper.storage=sqlite:///<file> (conf/hparams_search/*.yaml do)"
+            )
         sweep_dir = Path(cfg.hydra.sweep.dir)
-        sweep_dir.mkdir(parents=True, exist_ok=True)  # where SQLite creates the study
+        sweep_dir.mkdir(parents=True, exist_ok=True)
         study = optuna.create_study(
             study_name=s.get("study_name"),
-            storage=s.get("storage"),
+            storage=None if storage is None else open_storage(storage),
             sampler=make_sampler(s.get("sampler")),
             direction=s.get("direction", "maximize"),
             load_if_exists=True,
         )
         to_go = max(0, int(s.get("n_trials", 20)) - resume_study(study))
-        log.info(f"Study {study.study_name} ({s.get('storage')}): {to_go} trials to go, space {space}")
+        log.info(f"Study {study.study_name} ({storage}): {to_go} trials to go, space {space}")
+        where = {STORAGE_ENV: storage, STUDY_ENV: study.study_name} if storage is not None else {}
+        env = [f"++hydra.job.env_set.{key}={quoted(value)}" for key, value in where.items()]
         while to_go > 0:
             batch = [study.ask(fixed_distributions=space) for _ in range(min(to_go, int(s.get("n_jobs") or 1)))]
             overrides = [
-                [*trial_overrides(t.params, fixed), f"++hydra.job.env_set.{TRIAL_ENV}={t._trial_id}"] for t in batch
+                [*trial_overrides(t.params, fixed), f"++hydra.job.env_set.{TRIAL_ENV}={t._trial_id}", *env]
+                for t in batch
             ]
             returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
             self.job_idx += len(returns)
@@ -181,7 +192,7 @@ class OptunaSearch:
     def report(self, study: optuna.Study, sweep_dir: Path) -> None:
         """Write ``optimization_results.yaml``; print the last line (how many trials failed); no completed trial:
         :class:`SearchFailed`."""
-        trials = study.get_trials(deepcopy=False)
+        trials = study.get_trials(deepcopy=False, states=FINISHED)  # not those enqueued for later
         count = {state: sum(t.state == state for t in trials) for state in FINISHED}
         failed = {
             t.number: t.user_attrs.get("fail_reason", "interrupted") for t in trials if t.state == TrialState.FAIL

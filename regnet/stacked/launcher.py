@@ -27,7 +27,7 @@ from omegaconf import DictConfig, open_dict
 
 from regnet.config import gpu_count
 from regnet.errors import Diverged
-from regnet.hparams_search import objective_value
+from regnet.hparams_search import objective_value, search_env
 from regnet.lifecycle import read_or_set_aside
 from regnet.stacked.grouping import group, refusal, shared_settings, stack_key
 
@@ -127,7 +127,8 @@ class StackedLauncher(Launcher):
                     ret.return_value  # noqa: B018  (raises the job's exception)
                 collected.append((ret, box))
             log.info(f"Stack {k + 1}/{len(stacks)}: jobs " + ", ".join(f"#{initial_job_idx + i}" for i in members))
-            job = StackJob([b["cfg"] for _, b in collected], [Path(b["run_dir"]) for _, b in collected])
+            env = [search_env(configs[i]) for i in members]  # a search's trial of each member
+            job = StackJob([b["cfg"] for _, b in collected], [Path(b["run_dir"]) for _, b in collected], env)
             if self.slurm is not None:
                 submitted.append((members, collected, self._submit(job)))
                 continue
@@ -163,8 +164,8 @@ class StackJob:
     signal stops it at the stack's step with its checkpoint, every member ``interrupted`` (regnet/signals.py);
     on SLURM, submitit then requeues the job (:meth:`checkpoint`) and the stack resumes from that step."""
 
-    def __init__(self, cfgs: list[DictConfig], run_dirs: list[Path]):
-        self.cfgs, self.run_dirs = cfgs, run_dirs
+    def __init__(self, cfgs: list[DictConfig], run_dirs: list[Path], env: list[dict[str, str]] | None = None):
+        self.cfgs, self.run_dirs, self.env = cfgs, run_dirs, env  # env: each member's search trial (train_stack)
 
     def run(self) -> list[dict[str, Any]]:
         from regnet.signals import CheckpointAtSignal, Interrupted, SignalGuard
@@ -174,7 +175,9 @@ class StackJob:
         with SignalGuard() as guard:
             at_signal = CheckpointAtSignal(guard, stack_dir / "checkpoints")
             try:
-                return train_stack(self.cfgs, self.run_dirs, stack_dir=stack_dir, extra_callbacks=(at_signal,))
+                return train_stack(
+                    self.cfgs, self.run_dirs, stack_dir=stack_dir, extra_callbacks=(at_signal,), member_env=self.env
+                )
             except Interrupted as err:
                 guard.hand_over(err)  # in a SLURM job: submitit requeues it
                 raise

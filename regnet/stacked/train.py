@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -90,12 +90,16 @@ def train_stack(
     *,
     stack_dir: str | Path | None = None,
     extra_callbacks: tuple = (),
+    member_env: list[dict[str, str]] | None = None,
 ) -> list[dict[str, Any]]:
     """Train the members (resolved configs, see :func:`resolved`) as one stack; returns their results, in order.
 
     Members already completed (and not ``force``) or being trained by another process are left out (their
     results are returned as they are). Bad input raises before anything is written; a failure during training
-    is recorded in every member's results.json and raised as ``TrainingFailed``."""
+    is recorded in every member's results.json and raised as ``TrainingFailed``. ``member_env``: environment
+    variables each member's job would have had (a search's trial, regnet/hparams_search/pruning.py); the stack
+    trains with those the members share as they are, and those that differ as the members' values, comma-separated
+    in the stack's member order."""
     run_dirs = [Path(d) for d in run_dirs]
     out: list[dict[str, Any] | None] = [None] * len(cfgs)
     with ExitStack() as stack:
@@ -107,6 +111,8 @@ def train_stack(
             else:
                 run.stacked = {"members": [str(run_dirs[j]) for j in todo], "index": todo.index(i)}
         if len(todo) > 0:
+            if member_env:
+                stack.enter_context(_environment([member_env[i] for i in todo]))
             results = _train(
                 [cfgs[i] for i in todo],
                 [run_dirs[i] for i in todo],
@@ -117,6 +123,23 @@ def train_stack(
             for i, r in zip(todo, results, strict=True):
                 out[i] = r
     return out
+
+
+@contextmanager
+def _environment(members: list[dict[str, str]]):
+    """The members' environment variables set while the stack trains (see :func:`train_stack`)."""
+    keys = sorted({k for env in members for k in env})
+    values = [[env.get(k, "") for env in members] for k in keys]
+    before = {k: os.environ.get(k) for k in keys}
+    os.environ.update({k: v[0] if len(set(v)) == 1 else ",".join(v) for k, v in zip(keys, values, strict=True)})
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _train(cfgs, run_dirs, runs, stack_dir, extra_callbacks) -> list[dict[str, Any]]:
