@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
@@ -54,7 +55,7 @@ def make_trainer(
         own = [a for a in map(adapt, own) if a is not None]
     loggers = (configured(cfg.logger) or False) if logger is None else logger
     no_val = {} if getattr(datamodule, "has_validation", False) else {"limit_val_batches": 0}
-    return instantiate(
+    trainer = instantiate(
         cfg.trainer if trainer_cfg is None else trainer_cfg,
         callbacks=[*own, *callbacks],
         logger=loggers,
@@ -62,3 +63,13 @@ def make_trainer(
         **no_val,
         **trainer_plugins(),
     )
+    keep_deterministic_fast()
+    return trainer
+
+
+def keep_deterministic_fast() -> None:
+    """With ``trainer.deterministic`` (``torch.use_deterministic_algorithms``) torch also fills every new tensor
+    with NaN (``torch.utils.deterministic.fill_uninitialized_memory``), only so that a read of uninitialised memory
+    shows: ~70 extra fills per LeNet step. regnet reads none, so results are the same without them (torch's
+    documentation says as much); the kernels stay the deterministic ones (benchmarks/RESULTS.md)."""
+    torch.utils.deterministic.fill_uninitialized_memory = False
