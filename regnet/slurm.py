@@ -14,7 +14,8 @@ class for Hydra, which loads launchers only from the ``hydra_plugins`` package.
   job with its state while it is queued, running or requeued and for ``MinJobAge`` (300 s by default) after it
   ended. A job that has ended (or is gone) without a result fails its sweep job with :class:`JobEnded`, which names
   the run, the step it is checkpointed at and the job's state: the sweep waits for the other jobs, then exits 1;
-  the same command resumes the run.
+  the same command resumes the run. ``hydra/launcher=stacked_slurm`` waits on its stacks' jobs the same way
+  (:func:`wait`, :func:`job_ended`: the error names every member of the stack).
 """
 
 from __future__ import annotations
@@ -117,46 +118,68 @@ class SlurmLauncher(SubmititSlurmLauncher):
         return dict(zip(todo, executor.map_array(self, *zip(*args)), strict=True))
 
     def _wait(self, submitted: dict[int, Any], jobs: dict[int, list[str]], run_dirs: dict) -> dict[int, JobReturn]:
-        """Each job's JobReturn once it has handed back its result, or :class:`JobEnded` once squeue says it ended
-        (or no longer lists it) without one."""
+        """Each job's JobReturn once it has handed back its result; a failed one with :class:`JobEnded` where it
+        ended without one (:func:`wait`)."""
         returns: dict[int, JobReturn] = {}
-        pending, ended, start, next_poll = dict(submitted), {}, time.monotonic(), 0.0
-        while pending:
-            for idx, job in list(pending.items()):
-                if _has_result(job):
-                    returns[idx] = job.results()[0]
-                elif idx in ended and time.monotonic() - ended[idx][1] > self.grace_s:
-                    returns[idx] = self._ended(job, ended[idx][0], jobs[idx], run_dirs[idx])
-                else:
-                    continue
-                del pending[idx]
-            now = time.monotonic()
-            if pending and now >= next_poll:
-                states = queue_states()
-                for idx, job in pending.items() if states is not None else ():
-                    state = states.get(job.job_id, "no longer listed")
-                    if state in ENDED or job.job_id not in states:
-                        ended.setdefault(idx, (state, now))
-                    else:
-                        ended.pop(idx, None)  # requeued meanwhile
-                next_poll = now + min(self.poll_s[1], max(self.poll_s[0], (now - start) / 10))
-            time.sleep(1)
+        for idx, state in wait(submitted, self.poll_s, self.grace_s).items():
+            if state is None:
+                returns[idx] = submitted[idx].results()[0]
+            else:
+                err = job_ended(submitted[idx], state, [run_dirs[idx]], " ".join(jobs[idx]))
+                returns[idx] = JobReturn(overrides=jobs[idx], status=JobStatus.FAILED, _return_value=err)
         return returns
 
-    def _ended(self, job: Any, state: str, overrides: list[str], run_dir: Path | None) -> JobReturn:
-        """The sweep job of a SLURM job that ended without a result: failed with :class:`JobEnded`."""
-        record = _record(run_dir)
-        attempts = record.get("attempts") or [{}]
-        if record.get("status") == "interrupted":
-            why = attempts[-1].get("reason") or "a signal"
-            what = f"run {run_dir} was interrupted ({why}) at step {attempts[-1].get('end_step')}, checkpoint written"
-            then = "run the same command to resume it"
-        else:
-            what = f"run {run_dir or ' '.join(overrides)} has no result"
-            then = f"see {job.paths.stderr}; run the same command to run it again"
-        message = f"{what}; its SLURM job {job.job_id} ended ({state}) without being requeued: {then}"
-        log.error(message)
-        return JobReturn(overrides=overrides, status=JobStatus.FAILED, _return_value=JobEnded(message))
+
+def wait(jobs: dict[Any, Any], poll_s: tuple[float, float] = (5.0, 60.0), grace_s: float = 5.0) -> dict[Any, Any]:
+    """Wait until each submitit job of ``jobs`` has ended: None for one that handed back its result (read it with
+    ``job.result()``), or the state squeue gave one that ended, or is no longer listed, without a result (after
+    ``grace_s``: its result may reach a shared file system late). squeue every ``poll_s[0]`` s at first, then every
+    tenth of the time waited, at most every ``poll_s[1]`` s. The SLURM launcher's wait and the stacked one's."""
+    done: dict[Any, Any] = {}
+    pending, ended, start, next_poll = dict(jobs), {}, time.monotonic(), 0.0
+    while pending:
+        for key, job in list(pending.items()):
+            if _has_result(job):
+                done[key] = None
+            elif key in ended and time.monotonic() - ended[key][1] > grace_s:
+                done[key] = ended[key][0]
+            else:
+                continue
+            del pending[key]
+        now = time.monotonic()
+        if pending and now >= next_poll:
+            states = queue_states()
+            for key, job in pending.items() if states is not None else ():
+                state = states.get(job.job_id, "no longer listed")
+                if state in ENDED or job.job_id not in states:
+                    ended.setdefault(key, (state, now))
+                else:
+                    ended.pop(key, None)  # requeued meanwhile
+            next_poll = now + min(poll_s[1], max(poll_s[0], (now - start) / 10))
+        if pending:
+            time.sleep(1)
+    return done
+
+
+def job_ended(job: Any, state: str, run_dirs: Sequence[Path | None], name: str) -> JobEnded:
+    """The error of a SLURM job that ended (``state``) without a result, naming its runs (a stack's job: every
+    member) and, where they were interrupted, the step they are checkpointed at; logged."""
+    records = [_record(d) for d in run_dirs]
+    many = len(run_dirs) > 1
+    if run_dirs and all(r.get("status") == "interrupted" for r in records):
+        last = [(r.get("attempts") or [{}])[-1] for r in records]
+        why = last[0].get("reason") or "a signal"
+        steps = "/".join(dict.fromkeys(str(a.get("end_step")) for a in last))
+        runs = f"runs {', '.join(map(str, run_dirs))} were" if many else f"run {run_dirs[0]} was"
+        what = f"{runs} interrupted ({why}) at step {steps}, checkpoint written"
+        then = f"run the same command to resume {'them' if many else 'it'}"
+    else:
+        what = f"run {run_dirs[0] or name} has no result" if not many else f"{name} has no result"
+        then = f"see {job.paths.stderr}; run the same command to run {'them' if many else 'it'} again"
+    whose = "their" if many else "its"
+    message = f"{what}; {whose} SLURM job {job.job_id} ended ({state}) without being requeued: {then}"
+    log.error(message)
+    return JobEnded(message)
 
 
 def queue_states() -> dict[str, str] | None:

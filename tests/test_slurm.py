@@ -353,3 +353,34 @@ def test_time_limits_requeue_up_to_max_num_timeout_then_the_job_fails_and_the_sa
     assert again.returncode == 0, again.stderr[-3000:]
     last = json.loads((sweep / "run" / "results.json").read_text())["attempts"][-1]
     assert (last["ended"], last["resumed_from_step"], last["steps_redone"]) == ("completed", 27, 0)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_a_plain_scancel_of_a_stack_job_ends_the_sweep_naming_its_members_and_the_same_command_resumes_them(
+    slurm_cluster, data_root, tmp_path, monkeypatch, capsys
+):
+    """A plain ``scancel`` of the stack's SLURM job at step 17 (SIGTERM, no requeue) on a cluster without accounting:
+    the stack checkpoints there, both members record ``interrupted``, and the sweep does not wait forever (submitit's
+    ``result()`` asks sacct): it exits 1 naming both members. The same command resumes the stack from step 17 and
+    completes both."""
+    sweep, ready = tmp_path / "sweep", tmp_path / "ready"
+    args = ["-m", "hydra/launcher=stacked_slurm", "seed=0,1", *_kill_args(data_root), f"hydra.sweep.dir={sweep}",
+            "+callbacks.wait._target_=tests.test_slurm.WaitAtSteps", f"+callbacks.wait.ready={ready}",
+            "+callbacks.wait.steps=[17]", "hydra.sweep.subdir=${hydra.job.num}"]  # fmt: skip
+    env = {**os.environ, "REGNET_DATA": str(data_root), "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    _, returncode, err = _stopped_sweep(args, env, ready, sweep, [(17, ("scancel",), False)])
+    assert returncode == 1, err[-3000:]
+    assert f"runs {sweep / '0'}, {sweep / '1'} were interrupted (SIGTERM) at step 17" in err, err[-3000:]
+    assert "run the same command to resume them" in err
+    assert {r["status"] for r in _results(sweep).values()} == {"interrupted"}
+
+    monkeypatch.setenv("REGNET_DATA", str(data_root))  # the same command, from this process
+    code, err = run_cli(args, monkeypatch, capsys)
+    assert code == 0, err[-3000:]
+    records = _results(sweep)
+    assert sorted(records) == ["0", "1"]
+    for record in records.values():
+        ended = [(a["ended"], a["reason"], a["resumed_from_step"], a["end_step"], a["steps_redone"])
+                 for a in record["attempts"]]  # fmt: skip
+        assert ended == [("interrupted", "SIGTERM", None, 17, None), ("completed", None, 17, 36, 0)]
+    assert len(list(sweep.glob(".submitit/[0-9]*"))) == 2  # the first job and the resuming one

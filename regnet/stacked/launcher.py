@@ -28,7 +28,7 @@ from omegaconf import DictConfig, open_dict
 from regnet.config import gpu_count
 from regnet.errors import Diverged
 from regnet.hparams_search import objective_value, search_env
-from regnet.lifecycle import read_or_set_aside
+from regnet.lifecycle import already_completed, read_or_set_aside
 from regnet.stacked.grouping import group, refusal, shared_settings, stack_key
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,17 @@ class StackedLauncher(Launcher):
         log.info(f"submitted the stack of {len(job.cfgs)} runs as SLURM job {slurm_job.job_id}")
         return slurm_job
 
+    @staticmethod
+    def _wait(stacks: list[tuple[Any, list[Path]]]) -> list[Any]:
+        """Each stack's SLURM job (with its members' run directories) once it has ended, by squeue, not submitit's
+        sacct (regnet/slurm.py): None where it handed back its result, else the :class:`regnet.slurm.JobEnded` that
+        names its members (a plain ``scancel``)."""
+        from regnet.slurm import job_ended, wait
+
+        states = wait(dict(enumerate(job for job, _ in stacks)))
+        return [None if (state := states[k]) is None else job_ended(job, state, run_dirs, "the stack")
+                for k, (job, run_dirs) in enumerate(stacks)]  # fmt: skip
+
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from regnet.stacked.train import resolved  # heavy (torch, lightning): only when launching
 
@@ -78,8 +89,7 @@ class StackedLauncher(Launcher):
         for i, cfg in enumerate(configs):
             HydraConfig.instance().set_config(cfg)
             run_dir = Path(str(cfg.hydra.sweep.dir)) / str(cfg.hydra.sweep.subdir)
-            done = read_or_set_aside(run_dir)
-            if done and done.get("status") == "completed" and not cfg.force:
+            if already_completed(read_or_set_aside(run_dir), cfg):
                 ordinary.append(i)  # the ordinary job says it is completed and skips it
                 continue
             reason = refusal(cfg)
@@ -140,9 +150,11 @@ class StackedLauncher(Launcher):
                 results = [err] * len(members)
             for i, (ret, box), res in zip(members, collected, results, strict=True):
                 returns[i] = _job_return(ret, res, box["cfg"])
-        for members, collected, slurm_job in submitted:  # each stack's SLURM job, once it has ended
+        stack_jobs = [(job, [Path(b["run_dir"]) for _, b in collected]) for _, collected, job in submitted]
+        ended = self._wait(stack_jobs) if submitted else []
+        for k, (members, collected, slurm_job) in enumerate(submitted):  # each stack's SLURM job, once it has ended
             try:
-                results = slurm_job.result()
+                results = slurm_job.result() if ended[k] is None else [ended[k]] * len(members)
             except Exception as err:  # noqa: BLE001  (the job recorded it in every member's results.json)
                 results = [err] * len(members)
             for i, (ret, box), res in zip(members, collected, results, strict=True):
