@@ -8,7 +8,8 @@
   run directory and says why in one line; the sweep exits non-zero once every job has run.
 - A signal (SIGTERM, SIGINT) stops the run at a checkpoint of its current step, records it ``interrupted``
   and ends the command (a sweep too: the jobs not yet run are not started) with exit code 128 + signal; the
-  same command resumes (regnet/signals.py).
+  same command resumes (regnet/signals.py). A signal that reached only one joblib worker (``hydra/launcher=gpus``)
+  stops only that job; the others run to the end, then the sweep exits 128 + signal naming the interrupted run.
 - ``HYDRA_FULL_ERROR=1`` shows the full traceback instead.
 
 regnet/train.py wraps its Hydra ``main`` in :func:`command_line` and each job in :func:`job_scope`; this module
@@ -30,7 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 from regnet.errors import Diverged, one_line
 from regnet.jobs import pin_to_gpu, share_cpu_cores
 from regnet.lifecycle import TrainingFailed, record_invalid
-from regnet.signals import Interrupted, NotRequeued, SweepSignals
+from regnet.signals import Interrupted, JobInterrupted, NotRequeued, SweepSignals, outlive_launcher
 
 FAILED_DURING_TRAINING = (Diverged, TrainingFailed, NotRequeued)
 
@@ -52,12 +53,15 @@ def job_scope(cfg: DictConfig, hydra_cfg) -> Iterator[Path]:
         check_override_types(hydra_cfg)
         yield run_dir
     except Interrupted as err:
+        if os.environ.get("LOCAL_RANK", "0") != "0":  # a DDP rank; rank 0 says it and records the run
+            outlive_launcher()
+            raise
         print(f"regnet: run {run_dir} {err}; run the same command to resume it", file=sys.stderr)
         if type(multiprocessing.current_process()).__name__ == "LokyProcess":
-            # a joblib worker (hydra/launcher=gpus): joblib answers a job's exception by killing every other
-            # worker, which may still be writing its own checkpoint; the sweep's process got the signal too
-            # (it passed it on) and exits 128 + signal once every job has returned
-            return
+            # a joblib worker (hydra/launcher=gpus): joblib answers a job's BaseException by killing every other
+            # worker, which may still be writing its own checkpoint; an Exception is Hydra's failed job instead,
+            # raised in the sweep's process once every job has run (there: exit code 128 + signal)
+            raise JobInterrupted(str(run_dir), err.signum, str(err)) from None
         raise  # the sweep stops too, with exit code 128 + signal
     except FAILED_DURING_TRAINING as err:
         if not sweep:  # exit here: Hydra would add a line of its own
@@ -136,6 +140,8 @@ def command_line() -> Iterator[None]:
             _exit(128 + sweep_signals.received, f"sweep interrupted by {sweep_signals.reason}")
     except Interrupted as err:
         sys.exit(err.exit_code)  # job_scope said which run and where it stopped
+    except JobInterrupted as err:  # a signal to one joblib worker, not to the sweep
+        _exit(err.exit_code, str(err))
     except FAILED_DURING_TRAINING as err:
         _exit(1, str(err))
     except Exception as err:

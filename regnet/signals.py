@@ -18,6 +18,11 @@ time-limit requeues against ``max_num_timeout`` and runs ``scontrol requeue``.
 - A second signal while that checkpoint is written is noted and ignored: the write finishes, then the run stops.
 - Before training starts (setup, sanity check) or after it (test, the final record), :class:`Interrupted` is raised
   at once: nothing is lost that the checkpoint on disk does not hold.
+- DDP: the ranks agree where to stop. At each of those points every rank takes part in one ``all_reduce`` (max) of
+  the signal it got (0: none), so a signal to one rank (the launching process) or to all of them at slightly
+  different steps (``scancel``: the process group) stops every rank at the same step, and all of them write the
+  one checkpoint together (rank 0 writes the file). A rank that stopped alone would leave the others waiting in
+  the next collective. One process: no collective, no host sync.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 
 from regnet.callbacks.checkpoint import LastCheckpoint, _ends_epoch
 from regnet.log import get_logger
@@ -67,6 +73,23 @@ class Interrupted(BaseException):
 class NotRequeued(RuntimeError):
     """On SLURM, submitit declined to requeue an interrupted run (time limits beyond ``max_num_timeout``): the job
     fails with this error (so the sweep sees it), the run's record stays ``interrupted``."""
+
+
+class JobInterrupted(RuntimeError):
+    """A sweep job in a joblib worker (``hydra/launcher=gpus``) stopped by a signal, with its checkpoint and its
+    ``interrupted`` record: a failed job for Hydra, so the other jobs go on and the sweep ends with exit code
+    128 + signal, naming the run, also when the signal reached only that worker."""
+
+    def __init__(self, run_dir: str, signum: int, message: str):
+        self.run_dir, self.signum, self.message = run_dir, signum, message
+        super().__init__(f"sweep job {run_dir} was {message}; the other jobs ran; run the same command to resume it")
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+    def __reduce__(self):  # from the worker back to the sweep's process
+        return type(self), (self.run_dir, self.signum, self.message)
 
 
 class SignalGuard:
@@ -143,22 +166,35 @@ class CheckpointAtSignal(LastCheckpoint):
         super().on_train_start(trainer, pl_module)
         self.guard.install()  # Lightning's fit replaced our SIGTERM handler; take it back
         self.guard.deferred = True
-        if self.guard.received is not None:  # during the sanity check: nothing trained since the checkpoint
+        if self.signalled(trainer):  # during the sanity check: nothing trained since the checkpoint
             self.guard.deferred = False
             raise Interrupted(self.guard.received, reason=self.guard.reason)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
-        if self.guard.received is not None and not _ends_epoch(trainer, batch_idx):
+        if not _ends_epoch(trainer, batch_idx) and self.signalled(trainer):  # the same on every rank
             self.stop(trainer)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.guard.received is not None:
+        if self.signalled(trainer):
             self.stop(trainer)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.guard.received is not None:
+        if self.signalled(trainer):
             self.stop(trainer)
         self.guard.deferred = False  # test and the final record: a signal stops them at once
+
+    def signalled(self, trainer: L.Trainer) -> bool:
+        """Whether to stop here: this process got a signal; under DDP, any rank got one by the time every rank
+        reached this point (one ``all_reduce`` of the signal number; a rank that got none takes the other's)."""
+        if trainer.world_size == 1 or not torch.distributed.is_initialized():
+            return self.guard.received is not None
+        signum = torch.tensor([self.guard.received or 0], device=trainer.strategy.root_device)
+        torch.distributed.all_reduce(signum, op=torch.distributed.ReduceOp.MAX)
+        agreed = int(signum.item())
+        if agreed and self.guard.received is None:  # only another rank got it: stop with it, ignore a late one
+            self.guard.received, self.guard.reason = agreed, self.guard._reason(agreed)
+            log.warning("%s received by another rank; stopping with it", signal.Signals(agreed).name)
+        return agreed != 0
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         self.guard.deferred = False
@@ -242,3 +278,20 @@ def descendants(pid: int) -> list[int]:
         found += kids
         queue += kids
     return found
+
+
+def outlive_launcher(timeout_s: float = 60.0) -> None:
+    """A DDP rank stopped by a signal that Lightning started as a child of the launching process (the same command
+    again): wait (``timeout_s`` at most) for that process to end first, since Lightning there SIGKILLs it once a child
+    exits non-zero (its record cut short, 137 for 143). Ranks started by ``srun`` or ``torchrun`` return at once."""
+    parent = os.getppid()
+    try:
+        own, launcher = (Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[1:] for pid in ("self", parent))
+    except OSError:
+        return
+    launcher = [a for a in launcher if a]
+    if os.environ.get("LOCAL_RANK", "0") == "0" or not launcher or own[: len(launcher)] != launcher:
+        return
+    deadline = time.monotonic() + timeout_s
+    while os.getppid() == parent and time.monotonic() < deadline:
+        time.sleep(0.05)

@@ -75,10 +75,9 @@ def _train(cfg: DictConfig, run_dir: Path, guard: SignalGuard) -> dict[str, Any]
 @hydra.main(version_base="1.3", config_path=str(CONF), config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """One Hydra job: place it (GPU, CPU threads), train it, hand its objective (test/acc by default) to the sweeper."""
-    results = None  # stays None for a joblib worker's job stopped by a signal (job_scope returns instead of raising)
     with job_scope(cfg, HydraConfig.get()) as run_dir:
         results = train(cfg, run_dir)
-    return None if results is None else objective_value(cfg, results)  # metrics[cfg.objective], test/acc by default
+    return objective_value(cfg, results)  # metrics[cfg.objective], test/acc by default
 
 
 if __name__ == "__main__":

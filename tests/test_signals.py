@@ -19,10 +19,10 @@ import pytest
 import torch
 
 from regnet.loggers.resume import LOGGER_RUNS
-from regnet.signals import CheckpointAtSignal, Interrupted
+from regnet.signals import CheckpointAtSignal, Interrupted, descendants
 from regnet.stacked.train import stack_dir_for
 from regnet.train import train
-from tests.conftest import REPO, compose_cfg, tiny
+from tests.conftest import QUIET, REPO, compose_cfg, tiny
 from tests.test_loggers import mlflow_runs, offline, tensorboard_scalars, wandb_run  # noqa: F401
 from tests.test_resume import STEPS_PER_EPOCH, TIMING, _compared, _kill_args, one_thread, reference  # noqa: F401
 
@@ -208,3 +208,70 @@ def test_a_run_resumed_after_a_signal_continues_its_logger_runs(data_root, offli
     wb = wandb_run(run_dir)
     assert wb["id"] == ids["wandb"] and wb["exit"] == 0
     assert [e.step for e in tensorboard_scalars(run_dir / "tensorboard").Scalars("train/loss")] == epoch_steps
+
+
+class PauseOneJob(L.Callback):
+    """In a sweep: the first job to end optimizer step ``step`` writes its process id to ``ready`` and waits (60 s
+    at most) for the signal the test sends to that process alone; the other jobs go on."""
+
+    def __init__(self, ready: str, step: int):
+        self.ready, self.step = Path(ready), step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step != self.step:
+            return
+        try:
+            os.close(os.open(f"{self.ready}.claim", os.O_CREAT | os.O_EXCL))  # one job, once per test
+        except FileExistsError:
+            return
+        Path(f"{self.ready}.tmp").write_text(str(os.getpid()))
+        os.replace(f"{self.ready}.tmp", self.ready)
+        deadline = time.monotonic() + 60
+        while _guard(trainer).received is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+
+@pytest.mark.slow
+def test_a_signal_to_one_gpus_worker_stops_its_job_the_others_complete_and_the_sweep_exits_143(data_root, tmp_path):
+    """``hydra/launcher=gpus`` runs jobs in joblib workers; SIGTERM to one worker's process (not to the sweep's):
+    its job stops at its step with a checkpoint and an ``interrupted`` record, the other job completes, and the
+    sweep exits 143 with a line naming the interrupted run; the same command resumes that one and skips the other."""
+    sweep, ready, step = tmp_path / "sweep", tmp_path / "ready", 6  # epoch 1 of 4-step epochs
+    args = ["-m", "hydra/launcher=gpus", "jobs_per_gpu=2", "seed=0,1", f"data.root={data_root}",
+            *tiny("trainer.max_epochs=2", "trainer.limit_train_batches=4", "data.batch_size=8"), *QUIET,
+            f"hydra.sweep.dir={sweep}", "hydra.sweep.subdir=${hydra.job.num}",
+            "+callbacks.pause._target_=tests.test_signals.PauseOneJob", f"+callbacks.pause.ready={ready}",
+            f"+callbacks.pause.step={step}"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "regnet.train", *args], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while not ready.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ready.exists(), f"no job reached step {step}: {proc.communicate()[1][-3000:]}"
+        worker = int(ready.read_text())
+        assert worker != proc.pid and worker in descendants(proc.pid)  # a joblib worker of the sweep
+        os.kill(worker, signal.SIGTERM)
+        _, err = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 143, err[-3000:]
+    stopped = _records(sweep)
+    assert sorted(r["status"] for r in stopped.values()) == ["completed", "interrupted"], err[-3000:]
+    (job,) = (j for j, r in stopped.items() if r["status"] == "interrupted")
+    assert stopped[job]["global_step"] == step and stopped[job]["attempts"][0]["reason"] == "SIGTERM"
+    assert torch.load(sweep / job / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == step
+    assert f"regnet: sweep job {sweep / job} was interrupted by SIGTERM at step {step}" in err
+    assert err.rstrip().endswith("run the same command to resume it")
+
+    again = subprocess.run([sys.executable, "-m", "regnet.train", *args], cwd=REPO, env=env, capture_output=True,
+                           text=True, timeout=600)  # fmt: skip
+    assert again.returncode == 0, again.stderr[-3000:]
+    done = _records(sweep)
+    assert {r["status"] for r in done.values()} == {"completed"}
+    assert done[job]["attempts"][-1]["resumed_from_step"] == step and done[job]["attempts"][-1]["steps_redone"] == 0
+    (other,) = set(done) - {job}
+    assert done[other] == stopped[other]  # skipped: completed before
