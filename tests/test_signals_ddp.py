@@ -112,7 +112,7 @@ def test_ddp_ranks_stop_at_one_step_on_a_signal_to_the_launcher_or_the_group_and
     assert got["attempts"][-1] == {"attempt": 3, "ended": "completed", "reason": None, "resumed_from_step": 6,
                                    "end_step": 8, "steps_redone": 0, "slurm_job_id": None}  # fmt: skip
     # exactly the same model and test results (CPU). Not compared: the logged training means of the epochs resumed
-    # mid-epoch, whose running counts a checkpoint holds for rank 0 only and every rank restores (regnet/module.py)
+    # mid-epoch, whose running counts a checkpoint holds for rank 0 only and every rank restores (regnet/metrics.py)
     weights = [torch.load(d / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"] for d in (run_dir, ref)]
     model = [k for k in weights[1] if k.startswith("model.")]
     assert model and all(torch.equal(weights[0][k], weights[1][k]) for k in model)
