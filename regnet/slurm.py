@@ -165,16 +165,16 @@ def job_ended(job: Any, state: str, run_dirs: Sequence[Path | None], name: str) 
     """The error of a SLURM job that ended (``state``) without a result, naming its runs (a stack's job: every
     member) and, where they were interrupted, the step they are checkpointed at; logged."""
     records = [_record(d) for d in run_dirs]
-    many = len(run_dirs) > 1
+    many, joined = len(run_dirs) > 1, ", ".join(map(str, run_dirs))
     if run_dirs and all(r.get("status") == "interrupted" for r in records):
         last = [(r.get("attempts") or [{}])[-1] for r in records]
         why = last[0].get("reason") or "a signal"
         steps = "/".join(dict.fromkeys(str(a.get("end_step")) for a in last))
-        runs = f"runs {', '.join(map(str, run_dirs))} were" if many else f"run {run_dirs[0]} was"
+        runs = f"runs {joined} were" if many else f"run {run_dirs[0]} was"
         what = f"{runs} interrupted ({why}) at step {steps}, checkpoint written"
         then = f"run the same command to resume {'them' if many else 'it'}"
     else:
-        what = f"run {run_dirs[0] or name} has no result" if not many else f"{name} has no result"
+        what = f"run {run_dirs[0] or name} has no result" if not many else f"{name} of runs {joined} has no result"
         then = f"see {job.paths.stderr}; run the same command to run {'them' if many else 'it'} again"
     whose = "their" if many else "its"
     message = f"{what}; {whose} SLURM job {job.job_id} ended ({state}) without being requeued: {then}"
