@@ -326,21 +326,25 @@ def test_stacked_members_hand_the_search_its_objective_not_the_test_accuracy():
     )
 
 
-def test_a_signal_that_stops_the_trials_stops_the_search_and_the_same_command_resumes_them(tmp_path):
-    """A launcher whose jobs a signal stopped returns them FAILED with Interrupted (joblib's workers do): the
-    search stops there, and its trial, still RUNNING, is asked again when the study resumes."""
+@pytest.mark.parametrize("stopped", ["Interrupted", "JobInterrupted"])
+def test_a_signal_that_stops_the_trials_stops_the_search_and_the_same_command_resumes_them(stopped, tmp_path):
+    """A launcher whose jobs a signal stopped returns them FAILED with Interrupted (submitit's jobs) or
+    JobInterrupted (joblib's workers): the search stops there, and its trial, still RUNNING, is asked again when
+    the study resumes."""
     from hydra.core.utils import JobReturn, JobStatus
 
     from regnet.hparams_search.sweeper import resume_study
-    from regnet.signals import Interrupted
+    from regnet.signals import Interrupted, JobInterrupted
+
+    error = Interrupted(15, step=3) if stopped == "Interrupted" else JobInterrupted("run", 15, "interrupted")
 
     class StoppedLauncher:
         def launch(self, overrides, initial_job_idx):
-            return [JobReturn(_return_value=Interrupted(15, step=3), status=JobStatus.FAILED) for _ in overrides]
+            return [JobReturn(_return_value=error, status=JobStatus.FAILED) for _ in overrides]
 
     cfg = compose_cfg(["hparams_search=jacobian_lam", f"hydra.sweep.dir={tmp_path}"], return_hydra_config=True)
     settings = OmegaConf.to_container(cfg.hydra.sweeper, resolve=True)
-    with pytest.raises(Interrupted):
+    with pytest.raises(type(error)):
         OptunaSearch(cfg, StoppedLauncher(), settings).run([])
     study = optuna.load_study(study_name=STUDY, storage=settings["storage"])
     (trial,) = study.trials

@@ -43,6 +43,7 @@ from regnet.hparams_search import STORAGE_ENV, STUDY_ENV, TRIAL_ENV
 from regnet.hparams_search.space import quoted, search_space, trial_overrides
 from regnet.hparams_search.storage import absolute_url, open_storage
 from regnet.lifecycle import TrainingFailed
+from regnet.signals import JobInterrupted
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +170,10 @@ class OptunaSearch:
             returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
             self.job_idx += len(returns)
             for ret in returns:  # a signal stopped the jobs (regnet/signals.py): stop the search too; its RUNNING
-                if not isinstance(ret._return_value, Exception) and isinstance(ret._return_value, BaseException):
+                value = ret._return_value  # Interrupted, or a joblib worker's JobInterrupted
+                if isinstance(value, JobInterrupted) or (
+                    isinstance(value, BaseException) and not isinstance(value, Exception)
+                ):
                     raise ret._return_value  # trials are asked again when the same command resumes it
             for trial, ret in zip(batch, returns, strict=True):
                 self.tell(study, trial, ret)
