@@ -15,6 +15,8 @@ from torch import Tensor, nn
 from torchmetrics import Metric
 
 STAGES = ("train", "val", "test")
+#: the state_dict prefixes of the training counts that travel in checkpoints (:func:`epoch_metrics`)
+TRAIN_COUNTS = ("metrics.train_metrics.", "means.train_means.")
 
 
 def top_ks(top_k: Sequence[int], num_classes: int) -> tuple[int, ...]:
@@ -136,7 +138,7 @@ def fill_counts(state: dict, current: dict[str, Tensor], found: dict[str, Tensor
     ``found`` in an older layout where they fit, zeros (``current``, reset) where the checkpoint has none (saved
     before the counts travelled, or in a layout that does not map)."""
     for key, value in current.items():
-        if key.startswith(("metrics.train_metrics.", "means.train_means.")):
+        if key.startswith(TRAIN_COUNTS):
             if key in found and found[key].numel() == value.numel():
                 state[key] = found[key].reshape(value.shape).to(value.dtype)
             elif key not in state:
@@ -145,6 +147,7 @@ def fill_counts(state: dict, current: dict[str, Tensor], found: dict[str, Tensor
 
 __all__ = [
     "STAGES",
+    "TRAIN_COUNTS",
     "EpochMean",
     "TopKAccuracy",
     "accuracy_names",

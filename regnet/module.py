@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from regnet.losses import get_loss
-from regnet.metrics import epoch_metrics, epoch_values, fill_counts, top_ks
+from regnet.metrics import TRAIN_COUNTS, epoch_metrics, epoch_values, fill_counts, top_ks
 from regnet.regularizers.base import Regularizer, check_composition
 from regnet.rng import rng_states, set_rng_states
 
@@ -114,6 +114,10 @@ class RegNetModule(L.LightningModule):
     # --- checkpoints: RNG states travel with them, so a resumed run draws the same dropout masks ---------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["regnet_rng"] = rng_states()
+        if self.trainer.world_size > 1:  # every rank saves together (rank 0 writes): the file holds the run's counts
+            state = checkpoint["state_dict"]
+            for key in [k for k in state if k.startswith(TRAIN_COUNTS)]:
+                state[key] = self.trainer.strategy.reduce(state[key].clone(), reduce_op="sum")
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         if "regnet_rng" in checkpoint:
@@ -121,6 +125,9 @@ class RegNetModule(L.LightningModule):
         state = checkpoint.get("state_dict")
         if state is not None:
             fill_counts(state, self.state_dict(), self._old_counts(state))
+            if self._trainer is not None and self.trainer.global_rank > 0:  # rank 0 alone carries the run's counts
+                for key in [k for k in state if k.startswith(TRAIN_COUNTS)]:
+                    state[key] = torch.zeros_like(state[key])
 
     def _old_counts(self, state: dict) -> dict[str, Tensor]:
         """The training counts of a checkpoint written before regnet/metrics.py (a torchmetrics
