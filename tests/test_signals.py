@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import lightning as L
@@ -122,6 +123,25 @@ def _records(sweep: Path) -> dict[str, dict]:
     return {p.parent.name: json.loads(p.read_text()) for p in sweep.glob("*/results.json")}
 
 
+def _signalled_sweep(args: list[str], env: dict, ready: Path, send: Callable[[subprocess.Popen], None]):
+    """``python -m regnet.train *args`` until a job touches ``ready``; then ``send(proc)`` (the signal) and wait
+    for the sweep to end. Returns (exit code, stderr)."""
+    proc = subprocess.Popen([sys.executable, "-m", "regnet.train", *args], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while not ready.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ready.exists(), f"no job reached the signal point: {proc.communicate()[1][-3000:]}"
+        send(proc)
+        _, err = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, err
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("launcher", ["basic", "gpus", "stacked", "submitit_cpu"])
 def test_a_signal_to_a_sweep_stops_its_running_jobs_the_same_way_and_the_same_command_resumes(
@@ -137,20 +157,8 @@ def test_a_signal_to_a_sweep_stops_its_running_jobs_the_same_way_and_the_same_co
             f"hydra.sweep.dir={sweep}", "hydra.sweep.subdir=${hydra.job.num}",
             "+callbacks.wait._target_=tests.test_signals.WaitForSignal", f"+callbacks.wait.ready={ready}"]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "regnet.train", *args], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    try:
-        deadline = time.monotonic() + 300
-        while not ready.exists() and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert ready.exists(), f"no job reached the signal point: {proc.communicate()[1][-3000:]}"
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=180)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 143, err[-3000:]
+    returncode, err = _signalled_sweep(args, env, ready, lambda proc: proc.send_signal(signal.SIGTERM))
+    assert returncode == 143, err[-3000:]
     stopped = _records(sweep)
     statuses = {r["status"] for r in stopped.values()}
     assert "interrupted" in statuses and statuses <= {"interrupted", "completed"}, err[-3000:]
@@ -243,22 +251,14 @@ def test_a_signal_to_one_gpus_worker_stops_its_job_the_others_complete_and_the_s
             "+callbacks.pause._target_=tests.test_signals.PauseOneJob", f"+callbacks.pause.ready={ready}",
             f"+callbacks.pause.step={step}"]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "regnet.train", *args], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    try:
-        deadline = time.monotonic() + 300
-        while not ready.exists() and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert ready.exists(), f"no job reached step {step}: {proc.communicate()[1][-3000:]}"
+
+    def signal_the_worker(proc: subprocess.Popen) -> None:
         worker = int(ready.read_text())
         assert worker != proc.pid and worker in descendants(proc.pid)  # a joblib worker of the sweep
         os.kill(worker, signal.SIGTERM)
-        _, err = proc.communicate(timeout=180)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 143, err[-3000:]
+
+    returncode, err = _signalled_sweep(args, env, ready, signal_the_worker)
+    assert returncode == 143, err[-3000:]
     stopped = _records(sweep)
     assert sorted(r["status"] for r in stopped.values()) == ["completed", "interrupted"], err[-3000:]
     (job,) = (j for j, r in stopped.items() if r["status"] == "interrupted")

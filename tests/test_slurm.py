@@ -51,6 +51,12 @@ def _results(sweep: Path) -> dict[str, dict]:
     return {p.parent.name: json.loads(p.read_text()) for p in sweep.glob("*/results.json")}
 
 
+def _attempts(record: dict) -> list[tuple]:
+    """(ended, reason, resumed_from_step, end_step, steps_redone) of each attempt in a run's record."""
+    keys = ("ended", "reason", "resumed_from_step", "end_step", "steps_redone")
+    return [tuple(a[k] for k in keys) for a in record["attempts"]]
+
+
 def _by_seed(sweep: Path) -> dict[str, dict]:
     """The records of the sweep's runs by their seed override (``seed=1``), read from each run directory's name."""
     return {re.search(r"seed=-?\d+", k)[0]: r for k, r in _results(sweep).items()}
@@ -201,9 +207,7 @@ def test_preemption_and_requeue_checkpoint_the_step_and_the_requeued_job_ends_as
     got = json.loads((run_dir / "results.json").read_text())
     want = json.loads((reference / "results.json").read_text())
     assert _compared(got) == _compared(want)
-    ended = [
-        (a["ended"], a["reason"], a["resumed_from_step"], a["end_step"], a["steps_redone"]) for a in got["attempts"]
-    ]
+    ended = _attempts(got)
     assert ended == [
         ("interrupted", "preemption (SIGUSR2)", None, 17, None),
         ("interrupted", "SIGTERM", 17, 27, 0),
@@ -253,9 +257,7 @@ def test_a_plain_scancel_ends_the_sweep_naming_the_run_and_the_loggers_keep_one_
     assert code == 0, err[-3000:]
     got = json.loads((run_dir / "results.json").read_text())
     assert _compared(got) == _compared(json.loads((reference / "results.json").read_text()))
-    ended = [
-        (a["ended"], a["reason"], a["resumed_from_step"], a["end_step"], a["steps_redone"]) for a in got["attempts"]
-    ]
+    ended = _attempts(got)
     assert ended == [
         ("interrupted", "SIGTERM", None, 17, None),
         ("interrupted", "SIGTERM", 17, 27, 0),
@@ -317,8 +319,7 @@ def test_a_preempted_stack_job_checkpoints_its_step_and_every_member_resumes_fro
     records = _results(sweep)
     assert sorted(records) == ["0", "1"]
     for record in records.values():
-        ended = [(a["ended"], a["reason"], a["resumed_from_step"], a["end_step"], a["steps_redone"])
-                 for a in record["attempts"]]  # fmt: skip
+        ended = _attempts(record)
         assert ended == [
             ("interrupted", "preemption (SIGUSR2)", None, 17, None),
             ("completed", None, 17, 36, 0),
@@ -380,7 +381,6 @@ def test_a_plain_scancel_of_a_stack_job_ends_the_sweep_naming_its_members_and_th
     records = _results(sweep)
     assert sorted(records) == ["0", "1"]
     for record in records.values():
-        ended = [(a["ended"], a["reason"], a["resumed_from_step"], a["end_step"], a["steps_redone"])
-                 for a in record["attempts"]]  # fmt: skip
+        ended = _attempts(record)
         assert ended == [("interrupted", "SIGTERM", None, 17, None), ("completed", None, 17, 36, 0)]
     assert len(list(sweep.glob(".submitit/[0-9]*"))) == 2  # the first job and the resuming one
