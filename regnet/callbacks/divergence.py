@@ -1,12 +1,15 @@
 """Stop a run the moment its training loss stops being finite.
 
-The check never blocks the device on every step: a device-side scalar remembers the first optimizer step
-whose loss was NaN/Inf (a ``torch.where``, no host sync), and the host reads it every ``check_every``
-steps (every step on CPU, where reading is free) and at the end of each epoch. The recorded step is the
-first bad one either way; on a GPU the run stops at most ``check_every − 1`` steps after it.
+On a CPU the host reads each step's loss (free there) and stops at the first bad one. On a GPU the check never
+blocks the device on every step: a device-side scalar remembers the first optimizer step whose loss was NaN/Inf
+(a ``torch.where``, no host sync), and the host reads it every ``check_every_gpu`` steps and at the end of each
+epoch. The recorded step is the first bad one either way; on a GPU the run stops at most ``check_every_gpu − 1``
+steps after it.
 """
 
 from __future__ import annotations
+
+import math
 
 import lightning as L
 import torch
@@ -34,12 +37,15 @@ class DivergenceCheck(L.Callback):
         if loss is None:
             return
         loss = loss.detach()
+        if loss.device.type == "cpu":  # reading a CPU scalar costs no sync: check it on the host, no kernels
+            if not math.isfinite(value := float(loss)):
+                raise Diverged(trainer.global_step, value)
+            return
         if self._first_bad is None or self._first_bad.device != loss.device:
             self._first_bad = torch.full((), -1, dtype=torch.long, device=loss.device)
             self._bad_loss = torch.zeros((), dtype=loss.dtype, device=loss.device)
         record_divergence_(self._first_bad, self._bad_loss, loss, trainer.global_step)
-        every = 1 if loss.device.type == "cpu" else self.check_every_gpu
-        if trainer.global_step % every == 0:
+        if trainer.global_step % self.check_every_gpu == 0:
             self._raise_if_bad()
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
