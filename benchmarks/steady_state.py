@@ -11,8 +11,10 @@ step ``warmup`` and at the end of the last step, synchronising the device only t
 Hand side: the same model and optimizer (instantiated from the same config), the same multistep schedule,
 uint8 data resident on the device, a ``randperm`` batch gather, normalisation on the device, the same dtype and
 batch; the Jacobian penalty written out inline (Hoffman et al. 2019, Eq. 5, one random projection).
-The two alternate, ``--reps`` times each (interleaved, so a busy machine slows both alike); the table gives the
-median images/s of each and the median of the per-repetition ratios regnet/hand.
+Bare Lightning side: that same step as a minimal LightningModule on a bare Trainer, fed by regnet's DataModule
+(:class:`BareModule`): what Lightning's loop itself costs, the floor of any LightningModule-based step.
+The three alternate, ``--reps`` times each (interleaved, so a busy machine slows all alike); the table gives the
+median images/s of each and the medians of the per-repetition ratios regnet/hand and bare/hand.
 """
 
 from __future__ import annotations
@@ -120,6 +122,68 @@ def regnet_step(case: str, root: Path, run_dir: Path, device, batch: int, steps:
     return result["images"] / result["seconds"], result["images"] / result["cpu_seconds"]
 
 
+def jacobian_lam(case: str, cfg) -> float | None:
+    """The Jacobian penalty's λ in ``case``, None without the penalty."""
+    return float(cfg.reg.jacobian.lam) if "reg=jacobian" in CASES[case] else None
+
+
+def hand_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, lam: float | None) -> torch.Tensor:
+    """Cross-entropy, plus with ``lam`` the Jacobian penalty written out inline: λ/2 · C · ‖vᵀJ‖² / B, v uniform on
+    the unit sphere (Hoffman et al. 2019, Algorithm 1, one projection)."""
+    if lam is not None:
+        x.requires_grad_(True)
+    logits = model(x)  # (B, classes)
+    loss = torch.nn.functional.cross_entropy(logits, y)
+    if lam is not None:
+        v = torch.randn_like(logits)
+        v = v / v.norm(dim=1, keepdim=True)
+        (g,) = torch.autograd.grad(logits, x, grad_outputs=v, create_graph=True)
+        loss = loss + lam * 0.5 * logits.shape[1] * g.pow(2).sum() / len(y)
+    return loss
+
+
+class BareModule(L.LightningModule):
+    """The hand loop's step as a minimal LightningModule: :func:`hand_loss`, the config's optimizer and the
+    multistep schedule stepped per step; nothing else (no metrics, no logging)."""
+
+    def __init__(self, model: torch.nn.Module, optimizer, lam: float | None, steps: int):
+        super().__init__()
+        self.model, self.optimizer, self.lam, self.steps = model, optimizer, lam, steps
+
+    def training_step(self, batch, batch_idx):
+        return hand_loss(self.model, batch[0], batch[1], self.lam)
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer(self.model.parameters())
+        milestones = [self.steps // 3, 2 * self.steps // 3]
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, 0.1)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def bare_lightning_step(case: str, root: Path, run_dir: Path, device, batch: int, steps: int, warmup: int,
+                        extra: list[str]) -> tuple[float, float]:  # fmt: skip
+    """(images/s, images per CPU-second) of :class:`BareModule` on a bare Trainer (no logger, checkpoint, progress
+    bar, summary or other callback besides the timer), fed by regnet's DataModule of the case: Lightning's own cost
+    per step, the least a LightningModule-based step can cost."""
+    from hydra.utils import instantiate
+
+    cfg = compose(case_overrides(case, root, device, batch, steps, extra))
+    torch.manual_seed(0)
+    model = instantiate(cfg.model)
+    if cfg.get("compile"):
+        model.compile()
+    module = BareModule(model, instantiate(cfg.optim), jacobian_lam(case, cfg), steps)
+    timing = run_dir / "bare_timer.json"
+    trainer = L.Trainer(accelerator="gpu" if device.type == "cuda" else "cpu", devices=1, max_epochs=1,
+                        limit_train_batches=steps, limit_val_batches=0, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=str(run_dir),
+                        deterministic=cfg.trainer.get("deterministic", False),
+                        callbacks=[StepTimer(str(timing), warmup)])  # fmt: skip
+    trainer.fit(module, datamodule=instantiate(cfg.data))
+    result = json.loads(timing.read_text())
+    return result["images"] / result["seconds"], result["images"] / result["cpu_seconds"]
+
+
 def hand_step(case: str, root: Path, device, batch: int, steps: int, warmup: int, extra: list[str]) -> float:
     """(images/s, images per CPU-second) of steps ``warmup``…``steps`` of a hand-written loop doing the same
     work."""
@@ -141,8 +205,7 @@ def hand_step(case: str, root: Path, device, batch: int, steps: int, warmup: int
     optimizer = instantiate(cfg.optim)(model.parameters())
     total = steps
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, [total // 3, 2 * total // 3], 0.1)
-    jacobian = "reg=jacobian" in CASES[case]
-    lam = float(cfg.reg.jacobian.lam) if jacobian else 0.0
+    lam = jacobian_lam(case, cfg)
     perm = torch.randperm(n, device=device)
     start = None
     for i in range(steps):
@@ -152,15 +215,7 @@ def hand_step(case: str, root: Path, device, batch: int, steps: int, warmup: int
         idx = perm[i * batch : (i + 1) * batch]
         x = (images[idx].float() / 255 - mean) / std
         y = labels[idx]
-        if jacobian:
-            x.requires_grad_(True)
-        logits = model(x)  # (B, classes)
-        loss = torch.nn.functional.cross_entropy(logits, y)
-        if jacobian:  # λ/2 · C · ‖vᵀJ‖² / B, v uniform on the unit sphere (Hoffman 2019, Algorithm 1)
-            v = torch.randn_like(logits)
-            v = v / v.norm(dim=1, keepdim=True)
-            (g,) = torch.autograd.grad(logits, x, grad_outputs=v, create_graph=True)
-            loss = loss + lam * 0.5 * logits.shape[1] * g.pow(2).sum() / len(y)
+        loss = hand_loss(model, x, y, lam)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -172,29 +227,34 @@ def hand_step(case: str, root: Path, device, batch: int, steps: int, warmup: int
 
 def compare(root: Path, tmp: Path, device, cases: list[str], reps: int, batch: int, steps: dict[str, int],
             warmup: int, extra: list[str] = ()) -> dict[str, dict]:  # fmt: skip
-    """Interleaved repetitions (hand, regnet, regnet, hand, hand, regnet, ...: each side goes first in half of
-    them) per case: median images/s of each side, and the median of the per-repetition ratios regnet/hand, by
-    wall time and by process CPU time (steadier than wall time on a shared machine)."""
+    """Interleaved repetitions of the three sides per case (hand, bare Lightning, regnet; each repetition starts
+    one side later, so a busy machine slows all alike): median images/s of each side, and the medians of the
+    per-repetition ratios regnet/hand and bare Lightning/hand, by wall time and by process CPU time (steadier than
+    wall time on a shared machine)."""
     out = {}
     for case in cases:
-        hand, ours = [], []
+        runs = {"hand": [], "lightning": [], "regnet": []}
         for r in range(reps):
             run_dir = tmp / f"{case}_{r}"
-            sides = [lambda: hand.append(hand_step(case, root, device, batch, steps[case], warmup, list(extra))),
-                     lambda: ours.append(regnet_step(case, root, run_dir, device, batch, steps[case], warmup,
-                                                     list(extra)))]  # fmt: skip
-            for side in sides if r % 2 == 0 else sides[::-1]:
-                side()
-            print(f"  {case:16s} rep {r}: hand {hand[-1][0]:9,.0f}  regnet {ours[-1][0]:9,.0f} img/s "
-                  f"(per CPU-s: {hand[-1][1]:9,.0f} {ours[-1][1]:9,.0f})", file=sys.stderr, flush=True)  # fmt: skip
+            run_dir.mkdir(parents=True, exist_ok=True)
+            args = (root, device, batch, steps[case], warmup, list(extra))
+            sides = [("hand", lambda: hand_step(case, *args)),
+                     ("lightning", lambda: bare_lightning_step(case, args[0], run_dir, *args[1:])),
+                     ("regnet", lambda: regnet_step(case, args[0], run_dir, *args[1:]))]  # fmt: skip
+            for name, side in sides[r % 3 :] + sides[: r % 3]:
+                runs[name].append(side())
+            print(f"  {case:16s} rep {r}: " + "  ".join(f"{k} {v[-1][0]:9,.0f}" for k, v in runs.items())
+                  + " img/s (per CPU-s: " + " ".join(f"{v[-1][1]:9,.0f}" for v in runs.values()) + ")",
+                  file=sys.stderr, flush=True)  # fmt: skip
         out[case] = {"steps": steps[case], "warmup": warmup}
+        hand = runs["hand"]
         for i, kind in enumerate(("", "_cpu")):
-            out[case] |= {
-                f"hand{kind}": statistics.median(h[i] for h in hand),
-                f"regnet{kind}": statistics.median(o[i] for o in ours),
-                f"ratio{kind}": statistics.median(o[i] / h[i] for o, h in zip(ours, hand)),
-                f"ratios{kind}": [o[i] / h[i] for o, h in zip(ours, hand)],
-            }
+            for name, prefix in (("regnet", ""), ("lightning", "lightning_")):
+                ratios = [o[i] / h[i] for o, h in zip(runs[name], hand)]
+                out[case][f"{name}{kind}"] = statistics.median(o[i] for o in runs[name])
+                out[case][f"{prefix}ratio{kind}"] = statistics.median(ratios)
+                out[case][f"{prefix}ratios{kind}"] = ratios
+            out[case][f"hand{kind}"] = statistics.median(h[i] for h in hand)
     return out
 
 
@@ -209,9 +269,11 @@ def write_data(root: Path, steps: dict[str, int], batch: int) -> None:
 
 
 def print_table(results: dict[str, dict]) -> None:
-    print(f"  {'case':16s} {'hand img/s':>11s} {'regnet img/s':>13s} {'regnet/hand':>12s} {'(by CPU time)':>14s}")
+    print(f"  {'case':16s} {'hand img/s':>11s} {'bare Lightning':>15s} {'regnet img/s':>13s} {'regnet/hand':>12s} "
+          f"{'(by CPU time)':>14s} {'bare/hand':>10s}")  # fmt: skip
     for case, r in results.items():
-        print(f"  {case:16s} {r['hand']:11,.0f} {r['regnet']:13,.0f} {r['ratio']:12.3f} {r['ratio_cpu']:14.3f}")
+        print(f"  {case:16s} {r['hand']:11,.0f} {r['lightning']:15,.0f} {r['regnet']:13,.0f} {r['ratio']:12.3f} "
+              f"{r['ratio_cpu']:14.3f} {r['lightning_ratio']:10.3f}")  # fmt: skip
 
 
 def run(device: torch.device, cases: list[str], reps: int = 5, batch: int = 100, steps: int = 200, warmup: int = 10,

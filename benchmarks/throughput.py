@@ -331,7 +331,9 @@ def main() -> None:
         ratios["resnet18 crop_flip / raw loop"] = results["regnet_resnet18_crop_flip"] / results["raw_resnet18"]
     for name, r in steady.items():
         results[f"steady_{name}_hand"], results[f"steady_{name}_regnet"] = r["hand"], r["regnet"]
+        results[f"steady_{name}_lightning"] = r["lightning"]
         ratios[f"steady {name} regnet/hand"] = r["ratio"]
+        ratios[f"steady {name} bare Lightning/hand"] = r["lightning_ratio"]
     report = {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "device": torch.cuda.get_device_name(device)
