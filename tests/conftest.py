@@ -22,12 +22,6 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # pytest -n N: the N workers share th
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # and so do the runs a test starts in a subprocess
 
 
-def pytest_xdist_auto_num_workers(config) -> int:
-    """``pytest -n auto``: two workers per core. The real-process tests (SLURM, signals, launchers) spend much of
-    their time waiting on the cluster and on the processes they start; the other workers use the cores meanwhile."""
-    return 2 * (os.cpu_count() or 1)
-
-
 @pytest.fixture(scope="session")
 def data_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("data")
