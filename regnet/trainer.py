@@ -64,7 +64,26 @@ def make_trainer(
         **trainer_plugins(),
     )
     keep_deterministic_fast()
+    skip_idle_step_hooks(trainer.callbacks)
     return trainer
+
+
+#: the hooks Lightning calls on every callback at every batch
+STEP_HOOKS = (
+    *(f"on_{stage}_batch_{when}" for stage in ("train", "validation", "test", "predict") for when in ("start", "end")),
+    *("on_before_backward", "on_after_backward", "on_before_optimizer_step", "on_before_zero_grad"),
+)
+
+
+def skip_idle_step_hooks(callbacks: Iterable[L.Callback]) -> None:
+    """Lightning calls every per-step hook of every callback, each inside a profiler context, whether or not the
+    callback overrides it, and skips a hook that is not callable: set to None, on each callback, the per-step hooks
+    its class inherits unchanged from ``Callback``, so a callback with nothing to do in a step costs nothing there
+    (benchmarks/RESULTS.md: 83 → 15 µs a step for the four backward/optimizer hooks of regnet's callbacks)."""
+    for callback in callbacks:
+        for hook in STEP_HOOKS:
+            if getattr(type(callback), hook) is getattr(L.Callback, hook):
+                setattr(callback, hook, None)
 
 
 def keep_deterministic_fast() -> None:

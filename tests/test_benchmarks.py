@@ -19,3 +19,15 @@ def test_end_to_end_hand_loop_trains(tmp_path):
 
     write_idx_dataset(tmp_path, "FashionMNIST", n_train=2_000, n_test=1_000)
     assert end_to_end.hand_run("jacobi", tmp_path, epochs=1, steps=20, test_batches=1) > 0.3
+
+
+def test_callback_hooks_benchmark_runs(monkeypatch, capsys):
+    """benchmarks/callback_hooks.py (its numbers are in RESULTS.md) runs on regnet's Trainer and skips idle hooks."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import callback_hooks
+
+    monkeypatch.setattr(sys, "argv", ["callback_hooks.py", "--steps", "20", "--reps", "1"])
+    callback_hooks.main()
+    out = capsys.readouterr().out
+    assert "idle per-step hooks skipped" in out and "rep 0:" in out
+    assert int(out.split("; ")[1].split()[0]) > 0  # some hooks were skipped

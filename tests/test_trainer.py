@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import lightning as L
 import torch
+from lightning.pytorch.trainer import call
 from omegaconf import open_dict
 
 from regnet.data.mnist import MNIST
-from regnet.trainer import make_trainer
+from regnet.trainer import STEP_HOOKS, make_trainer
 from tests.conftest import compose_cfg, tiny
 
 
@@ -25,3 +27,32 @@ def test_deterministic_keeps_the_kernels_but_not_the_nan_fill(tmp_path):
     finally:
         torch.use_deterministic_algorithms(before[0])
         torch.utils.deterministic.fill_uninitialized_memory = before[1]
+
+
+class Counts(L.Callback):
+    def __init__(self):
+        self.calls = 0
+
+    def on_before_backward(self, trainer, pl_module, loss):
+        self.calls += 1
+
+
+def test_a_callback_costs_nothing_in_the_step_hooks_it_does_not_override(tmp_path):
+    """Every callback's inherited per-step hooks are None (Lightning skips them: no call, no profiler context);
+    the ones it overrides stay and are called; the per-epoch hooks are untouched."""
+    cfg = compose_cfg(tiny("logger=none", f"hydra.run.dir={tmp_path}"), return_hydra_config=True)
+    from hydra.core.hydra_config import HydraConfig
+
+    HydraConfig.instance().set_config(cfg)
+    counts = Counts()
+    trainer = make_trainer(cfg, tmp_path, MNIST(root=str(tmp_path)), [counts])
+    assert len(trainer.callbacks) > 5  # the default callbacks, and this one
+    for callback in trainer.callbacks:
+        for hook in STEP_HOOKS:
+            overridden = getattr(type(callback), hook) is not getattr(L.Callback, hook)
+            assert callable(getattr(callback, hook)) == overridden, (type(callback).__name__, hook)
+        assert callable(callback.on_train_epoch_end)
+    assert counts.on_after_backward is None and counts.on_before_backward is not None
+    call._call_callback_hooks(trainer, "on_before_backward", torch.tensor(1.0))
+    call._call_callback_hooks(trainer, "on_after_backward")  # skips the None hooks without an error
+    assert counts.calls == 1
