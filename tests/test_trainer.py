@@ -44,10 +44,12 @@ def test_a_callback_costs_nothing_in_the_step_hooks_it_does_not_override(tmp_pat
     from hydra.core.hydra_config import HydraConfig
 
     HydraConfig.instance().set_config(cfg)
-    counts = Counts()
-    trainer = make_trainer(cfg, tmp_path, MNIST(root=str(tmp_path)), [counts])
+    counts, own = Counts(), L.Callback()
+    own.on_train_batch_end = lambda *args: None  # a hook set on an instance is its own: kept
+    trainer = make_trainer(cfg, tmp_path, MNIST(root=str(tmp_path)), [counts, own])
     assert len(trainer.callbacks) > 5  # the default callbacks, and this one
-    for callback in trainer.callbacks:
+    assert callable(own.on_train_batch_end) and own.on_train_batch_start is None
+    for callback in [cb for cb in trainer.callbacks if cb is not own]:
         for hook in STEP_HOOKS:
             overridden = getattr(type(callback), hook) is not getattr(L.Callback, hook)
             assert callable(getattr(callback, hook)) == overridden, (type(callback).__name__, hook)
