@@ -72,6 +72,15 @@ def wandb_records(path: Path):
             yield record
 
 
+def wandb_ended(run_dir: Path, timeout: float = 60.0) -> dict:
+    """:func:`wandb_run` once its exit record is in the file: W&B's service process writes the offline run file,
+    and on a busy machine it may do so a moment after ``wandb.finish`` has returned."""
+    deadline = time.monotonic() + timeout
+    while (run := wandb_run(run_dir))["exit"] is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return run
+
+
 def wandb_run(run_dir: Path) -> dict:
     """One offline W&B run directory (the newest): run record, config, history rows, summary, media files."""
     offline = sorted((run_dir / "wandb").glob("offline-run-*"))[-1]
@@ -154,7 +163,7 @@ def test_lenet5_lecun_logs_epochs_config_and_test_metrics_to_every_logger(data_r
     assert hp["optim/lr"] == pytest.approx(1e-3) and hp["sched/scheduler/gamma"] == pytest.approx(0.9)
     assert {"test/confusion_matrix", "test/predictions"} <= set(tb.Tags()["images"])
 
-    wb = wandb_run(run_dir)
+    wb = wandb_ended(run_dir)
     assert wb["project"] == "lenet5_lecun" and wb["exit"] == 0
     assert wb["config"]["optim"]["lr"] == 1e-3 and wb["config"]["data"]["batch_size"] == 16
     train_rows = [row for row in wb["history"] if "train/loss" in row]
@@ -206,7 +215,7 @@ def test_resumed_run_continues_its_logger_runs_and_a_fresh_one_starts_new_ones(d
         train(compose_cfg([*args, fail], return_hydra_config=True), run_dir)
     ids = json.loads((run_dir / LOGGER_RUNS).read_text())
     client, (failed,) = mlflow_runs(offline, "train")
-    assert failed.info.status == "FAILED" and wandb_run(run_dir)["exit"] == 1
+    assert failed.info.status == "FAILED" and wandb_ended(run_dir)["exit"] == 1
 
     time.sleep(1.05 - time.time() % 1)  # wandb names an offline attempt's directory by the second it started
     results = train(compose_cfg(args, return_hydra_config=True), run_dir)  # resumes from the step-4 checkpoint
@@ -216,7 +225,7 @@ def test_resumed_run_continues_its_logger_runs_and_a_fresh_one_starts_new_ones(d
     assert run.info.run_id == ids["mlflow"] and run.info.status == "FINISHED"
     epoch_steps = [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")]
     assert len(epoch_steps) == 3 and epoch_steps == sorted(set(epoch_steps))  # each epoch once
-    wb = wandb_run(run_dir)
+    wb = wandb_ended(run_dir)
     assert wb["id"] == ids["wandb"] and wb["exit"] == 0  # offline, each attempt is a directory with the run's id
     assert len(list((run_dir / "wandb").glob(f"offline-run-*-{ids['wandb']}"))) == 2
     tb = tensorboard_scalars(run_dir / "tensorboard")

@@ -24,7 +24,7 @@ from regnet.signals import CheckpointAtSignal, Interrupted, descendants
 from regnet.stacked.train import stack_dir_for
 from regnet.train import train
 from tests.conftest import QUIET, REPO, compose_cfg, tiny
-from tests.test_loggers import mlflow_runs, offline, tensorboard_scalars, wandb_run  # noqa: F401
+from tests.test_loggers import mlflow_runs, offline, tensorboard_scalars, wandb_ended  # noqa: F401
 from tests.test_resume import STEPS_PER_EPOCH, TIMING, _compared, _kill_args, one_thread, reference  # noqa: F401
 
 AT_BATCH = 4  # of epoch 1: the signal arrives after step 12 + 5 = 17; the checkpoints on disk are at 12 (and 6)
@@ -213,7 +213,7 @@ def test_a_run_resumed_after_a_signal_continues_its_logger_runs(data_root, offli
     assert run.info.run_id == ids["mlflow"] and run.info.status == "FINISHED"
     epoch_steps = [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")]
     assert len(epoch_steps) == 3 and epoch_steps == sorted(set(epoch_steps))  # each epoch once
-    wb = wandb_run(run_dir)
+    wb = wandb_ended(run_dir)
     assert wb["id"] == ids["wandb"] and wb["exit"] == 0
     assert [e.step for e in tensorboard_scalars(run_dir / "tensorboard").Scalars("train/loss")] == epoch_steps
 
