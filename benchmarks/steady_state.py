@@ -75,6 +75,12 @@ class StepTimer(L.Callback):
         self.out.write_text(json.dumps({"images": self.images, "seconds": seconds, "cpu_seconds": cpu}))
 
 
+def rates(timing: Path) -> tuple[float, float]:
+    """(images/s, images per CPU-second) from a :class:`StepTimer`'s file."""
+    result = json.loads(timing.read_text())
+    return result["images"] / result["seconds"], result["images"] / result["cpu_seconds"]
+
+
 def compose(overrides: list[str]):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
@@ -118,8 +124,7 @@ def regnet_step(case: str, root: Path, run_dir: Path, device, batch: int, steps:
     HydraConfig.instance().set_config(copy.deepcopy(cfg))
     with open(run_dir.parent / f"{run_dir.name}.out", "w") as log, contextlib.redirect_stdout(log):
         regnet.train.train(cfg, run_dir)  # its progress lines and model summary: not this table's
-    result = json.loads(timing.read_text())
-    return result["images"] / result["seconds"], result["images"] / result["cpu_seconds"]
+    return rates(timing)
 
 
 def jacobian_lam(case: str, cfg) -> float | None:
@@ -180,8 +185,7 @@ def bare_lightning_step(case: str, root: Path, run_dir: Path, device, batch: int
                         deterministic=cfg.trainer.get("deterministic", False),
                         callbacks=[StepTimer(str(timing), warmup)])  # fmt: skip
     trainer.fit(module, datamodule=instantiate(cfg.data))
-    result = json.loads(timing.read_text())
-    return result["images"] / result["seconds"], result["images"] / result["cpu_seconds"]
+    return rates(timing)
 
 
 def hand_step(case: str, root: Path, device, batch: int, steps: int, warmup: int, extra: list[str]) -> float:
