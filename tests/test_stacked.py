@@ -282,6 +282,7 @@ def test_a_stack_killed_with_sigkill_resumes_to_the_uninterrupted_result(data_ro
 
 
 # --- the launcher: one more word on the command line --------------------------------------------------------
+@pytest.mark.slow
 def test_stacked_launcher_sweep(data_root, tmp_path):
     """``-m hydra/launcher=stacked``: stackable jobs in stacks of ≤ max_members, the others ordinary, each with its
     reason on one line; every member's run dir as a separate run's (loadable by load_run); a re-run skips all."""
