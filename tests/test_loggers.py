@@ -81,9 +81,10 @@ def wandb_ended(run_dir: Path, timeout: float = 60.0) -> dict:
     return run
 
 
-def wandb_run(run_dir: Path) -> dict:
-    """One offline W&B run directory (the newest): run record, config, history rows, summary, media files."""
-    offline = sorted((run_dir / "wandb").glob("offline-run-*"))[-1]
+def wandb_run(run_dir: Path, attempt: int = -1) -> dict:
+    """One offline W&B run directory (the newest, or the attempt-th by start time): run record, config, history
+    rows, summary, media files."""
+    offline = sorted((run_dir / "wandb").glob("offline-run-*"))[attempt]
     run = {
         "id": None,
         "project": None,

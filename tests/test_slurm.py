@@ -225,12 +225,12 @@ def test_a_plain_scancel_ends_the_sweep_naming_the_run_and_the_loggers_keep_one_
     capsys,
     reference,  # noqa: F811 (the fixture of tests/test_resume.py)
 ):
-    """One SLURM job logging to TensorBoard, MLflow (file store) and W&B (offline): ``scontrol requeue`` at step 17
-    (SIGTERM; SLURM requeues it), then a plain ``scancel`` at step 27 (SIGTERM, then SIGKILL after KillWait; no
-    requeue). The run checkpoints at 27 and records ``interrupted``; the sweep, on a cluster without accounting
-    (sacct fails), does not wait forever: it exits 1 naming the run. The same command resumes it from 27 and it ends
-    exactly as the run that never stopped. Its three attempts logged into one TensorBoard directory and one MLflow
-    run, each epoch once, and into one W&B run."""
+    """One SLURM job logging to TensorBoard, MLflow (file store) and W&B (offline): the preemption signal at step 17
+    (``scancel --signal=USR2``, submitit's; submitit requeues it), then a plain ``scancel`` at step 27 (SIGTERM,
+    then SIGKILL after KillWait; no requeue). The run checkpoints at 27 and records ``interrupted``; the sweep, on a
+    cluster without accounting (sacct fails), does not wait forever: it exits 1 naming the run. The same command
+    resumes it from 27 and it ends exactly as the run that never stopped. Its three attempts logged into one
+    TensorBoard directory and one MLflow run, each epoch once, and into one W&B run."""
     from tests.test_loggers import mlflow_runs, tensorboard_scalars, wandb_run
 
     sweep, ready = tmp_path / "sweep", tmp_path / "ready"
@@ -242,7 +242,7 @@ def test_a_plain_scancel_ends_the_sweep_naming_the_run_and_the_loggers_keep_one_
            "WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_CONSOLE": "off",
            **{f"WANDB_{d}_DIR": str(tmp_path / f"wandb-{d.lower()}") for d in ("CONFIG", "CACHE", "DATA")}}  # fmt: skip
     env.pop("MLFLOW_TRACKING_URI", None)
-    stops = [(17, ("scontrol", "requeue"), True), (27, ("scancel",), False)]
+    stops = [(17, ("scancel", "--signal=USR2"), True), (27, ("scancel",), False)]
     job, returncode, err = _stopped_sweep(args, env, ready, sweep, stops)
     run_dir = sweep / "run"
     assert returncode == 1, err[-3000:]
@@ -259,7 +259,7 @@ def test_a_plain_scancel_ends_the_sweep_naming_the_run_and_the_loggers_keep_one_
     assert _compared(got) == _compared(json.loads((reference / "results.json").read_text()))
     ended = _attempts(got)
     assert ended == [
-        ("interrupted", "SIGTERM", None, 17, None),
+        ("interrupted", "preemption (SIGUSR2)", None, 17, None),
         ("interrupted", "SIGTERM", 17, 27, 0),
         ("completed", None, 27, 36, 0),
     ]
@@ -275,14 +275,16 @@ def test_a_plain_scancel_ends_the_sweep_naming_the_run_and_the_loggers_keep_one_
     rows = (run_dir / "metrics.csv").read_text().splitlines()
     column = rows[0].split(",").index("train/loss")
     assert [int(r.split(",")[1]) for r in rows[1:] if r.split(",")[column]] == epochs
-    # W&B: one run id, each attempt an offline directory of that run. What the two attempts stopped by SLURM's
-    # SIGTERM logged is not there: SLURM signals every process of the job, and W&B's service (wandb-core) exits at
-    # SIGTERM without writing it (wandb/wandb#9963; docs/reliability.md). The last attempt logs the rest.
+    # W&B: one run id, each attempt an offline directory of that run. The attempt stopped by the preemption signal
+    # finished its W&B run before submitit requeued the job: what it logged is there. What the attempt stopped by
+    # scancel's SIGTERM logged is not: SLURM signals every process of the job, and W&B's service (wandb-core) exits
+    # at SIGTERM without writing it (wandb/wandb#9963; docs/reliability.md). The last attempt logs the rest.
     attempts = sorted((run_dir / "wandb").glob("offline-run-*"))
     assert len(attempts) == 3 and all(p.name.endswith(f"-{ids['wandb']}") for p in attempts)
-    last = wandb_run(run_dir)
-    assert last["id"] == ids["wandb"] and last["exit"] == 0
-    assert [row["trainer/global_step"] for row in last["history"] if "train/loss" in row] == epochs[2:]
+    first, last = wandb_run(run_dir, 0), wandb_run(run_dir)
+    assert first["id"] == last["id"] == ids["wandb"] and (first["exit"], last["exit"]) == (1, 0)
+    for wandb_attempt, logged in ((first, epochs[:1]), (last, epochs[2:])):
+        assert [row["trainer/global_step"] for row in wandb_attempt["history"] if "train/loss" in row] == logged
 
 
 def test_the_stacked_launcher_submits_each_stack_as_one_slurm_job(slurm_cluster, data_root, tmp_path):
