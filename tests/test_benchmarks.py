@@ -7,6 +7,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -31,3 +33,16 @@ def test_callback_hooks_benchmark_runs(monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "idle per-step hooks skipped" in out and "rep 0:" in out
     assert int(out.split("; ")[1].split()[0]) > 0  # some hooks were skipped
+
+
+@pytest.mark.slow
+def test_manual_optimisation_benchmark_runs(monkeypatch, capsys):
+    """benchmarks/manual_optimisation.py (its numbers are in RESULTS.md) times its four sides; each Lightning side
+    trains the steps it was asked for, and the raw one is the one whose steps Lightning does not count."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import manual_optimisation
+
+    monkeypatch.setattr(sys, "argv", ["manual_optimisation.py", "--reps", "1", "--steps", "12", "--warmup", "4"])
+    manual_optimisation.main()
+    out = capsys.readouterr().out
+    assert all(f"{side}/hand" in out for side in ("automatic", "manual", "raw")), out
